@@ -1,0 +1,203 @@
+"""`noetl` command line. Commands parse their options and delegate to the library.
+
+Exit codes: 0 success, 1 the workflow failed, 2 invalid input or usage.
+Every option can also be set through an environment variable named ``NOETL_<OPTION>``
+(for example ``NOETL_OUTPUT=json``, ``NOETL_CREDENTIALS=creds.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from noetl.errors import NoetlError, PlaybookError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(NoetlError):
+    """Wrong options or option values."""
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(f"NOETL_{name.upper().replace('-', '_')}", default)
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``--set a.b=3`` -> ``{"a": {"b": 3}}``; values are parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE, got '{item}'")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set {key}: value is not valid YAML: {exc}") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _load_yaml_map(path: str, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{what} {path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{what} {path}: must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+# -- commands ----------------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from noetl.dsl import load_playbook
+
+    status = EXIT_OK
+    for file in args.files:
+        try:
+            parsed = load_playbook(file)
+        except PlaybookError as exc:
+            for problem in getattr(exc, "problems", []):
+                print(problem, file=sys.stderr if problem.severity == "warning" else sys.stdout)
+            status = EXIT_USAGE
+            continue
+        for warning in parsed.warnings:
+            print(warning, file=sys.stderr)
+        if not args.quiet:
+            print(f"{file}: ok ({len(parsed.playbook.workflow)} steps)", file=sys.stderr)
+    return status
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from noetl.dsl import load_playbook
+    from noetl.local import Progress, run
+    from noetl.worker import default_credentials
+
+    output = args.output or _env("output", "text")
+    if output not in ("text", "json"):
+        raise UsageError(f"--output must be text or json, got '{output}'")
+    workload: dict[str, Any] = {}
+    workload_file = args.workload_file or _env("workload_file")
+    if workload_file:
+        workload = _load_yaml_map(workload_file, "--workload-file")
+    from noetl.engine import deep_merge
+
+    workload = deep_merge(workload, parse_set(args.set or []))
+    credentials = default_credentials(args.credentials or _env("credentials"))
+    parsed = load_playbook(args.file)
+    for warning in parsed.warnings:
+        print(warning, file=sys.stderr)
+    progress = Progress(quiet=output == "json" or args.quiet)
+    summary = run(parsed, workload=workload, credentials=credentials, progress=progress,
+                  execution_id=args.execution_id)
+    summary.pop("warnings", None) if not summary.get("warnings") else None
+    if output == "json":
+        print(json.dumps(summary, default=str))
+    else:
+        _print_text_summary(summary)
+    return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
+
+
+def _print_text_summary(summary: dict[str, Any]) -> None:
+    out = sys.stdout
+    print(f"execution {summary['execution_id']}: {summary['status']}", file=out)
+    width = max((len(n) for n in summary["steps"]), default=4)
+    for name, st in summary["steps"].items():
+        print(f"  {name:<{width}}  {st['status']:<9}  runs={st['runs']:<4} calls={st['calls']}", file=out)
+    for warning in summary.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
+    if summary["error"]:
+        err = summary["error"]
+        print(f"error in step '{err.get('step')}': {err.get('type')}: {err.get('message')}", file=out)
+    else:
+        text = json.dumps(summary["result"], indent=2, default=str)
+        if len(text) > 4000:
+            text = text[:4000] + f"\n... ({len(text) - 4000} more characters; use --output json)"
+        print(f"result: {text}", file=out)
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from noetl.dsl import load_playbook, to_manifest
+
+    docs = [to_manifest(load_playbook(f), namespace=args.namespace) for f in args.files]
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True))
+    return EXIT_OK
+
+
+# -- entry point -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noetl", description="Run NoETL DSL v2 playbooks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check playbooks; exit 2 with one line per problem")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    p.set_defaults(fn=cmd_validate)
+
+    p = sub.add_parser("run", help="run a playbook with the embedded runner (no cluster needed)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a workload field; VALUE is YAML, dotted KEY sets nested fields (repeatable)")
+    p.add_argument("--workload-file", metavar="F", help="YAML map merged over the playbook's workload [NOETL_WORKLOAD_FILE]")
+    p.add_argument("--credentials", metavar="F", help="YAML map name -> {field: value} for `auth:` [NOETL_CREDENTIALS]")
+    p.add_argument("--output", choices=("text", "json"), default=None, help="summary format [NOETL_OUTPUT]")
+    p.add_argument("--execution-id", default=None, help="use this execution id instead of a random one")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("manifest", help="print the Kubernetes resource form of playbooks")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-n", "--namespace", default=None)
+    p.set_defaults(fn=cmd_manifest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except PlaybookError as exc:
+        problems = getattr(exc, "problems", None)
+        if problems:
+            for problem in problems:
+                print(problem, file=sys.stderr)
+        else:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"noetl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoetlError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug in noetl: say so without a wall of traceback
+        if os.environ.get("NOETL_DEBUG"):
+            raise
+        print(f"noetl {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set NOETL_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
