@@ -80,11 +80,15 @@ def load_yaml(text: str, file: str) -> tuple[Any, _LineMap]:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # When a construct is left open ("while parsing a flow mapping"), the problem mark is often the
+        # end of the file; the line where the construct starts is where the fix goes.
+        mark = exc.context_mark or exc.problem_mark
         line = mark.line + 1 if mark else None
         msg = f"malformed YAML: {exc.problem or exc}"
         if exc.context:
-            msg += f" ({exc.context})"
+            msg += f" ({exc.context} started here)"
+        if exc.problem_mark and exc.context_mark and exc.problem_mark.line != exc.context_mark.line:
+            msg += f"; noticed at line {exc.problem_mark.line + 1}"
         raise PlaybookSyntaxError(Problem(msg, file=file, line=line)) from None
     except yaml.YAMLError as exc:
         raise PlaybookSyntaxError(Problem(f"malformed YAML: {exc}", file=file)) from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import functools
 from typing import Any, Callable, Iterable
 
 from noetl.dsl import END, START, Playbook, Step, Then, Transition
@@ -190,7 +191,7 @@ class Engine:
         return context
 
     def _event(self, name: EventName, act: Activation, item: Item | None = None, **extra: Any) -> dict[str, Any]:
-        ev = {"name": str(name), "step": act.step, "activation": act.id}
+        ev: dict[str, Any] = {"name": str(name), "step": act.step, "activation": act.id}
         if item is not None:
             ev.update(attempt=item.attempt, call=item.call, item=item.index)
         ev.update(extra)
@@ -270,8 +271,8 @@ class Engine:
                                                      where=f"step '{step.step}': args")
                     item.args = {**act.args, **own}
                 except TemplateError as exc:
-                    self._queue.append(lambda it=item, e=exc: self._item_outcome(
-                        act, it, None, _template_error(e, step.step)))
+                    error = _template_error(exc, step.step)
+                    self._queue.append(functools.partial(self._item_outcome, act, item, None, error))
                     continue
             self._issue_call(act, item)
 
@@ -279,6 +280,8 @@ class Engine:
     def _issue_call(self, act: Activation, item: Item, delay: float = 0.0) -> None:
         step = self.playbook.steps[act.step]
         context = self._item_context(act, item)
+        # Tool fields see the call they configure, so a tool can use its attempt number.
+        context["event"] = {**self._event(EventName.CALL_DONE, act, item), "name": "call"}
         try:
             command = self._prepare(step, act, item, step.tool, context, purpose="call", delay=delay,
                                     args=item.args)
@@ -439,11 +442,11 @@ class Engine:
             loop_result = {"results": results,
                            "stats": {"total": total, "succeeded": total - act.failed, "failed": act.failed}}
             if act.unhandled_failures:
-                err = {"type": "LoopItemFailed", "status": None, "step": act.step,
-                       "message": f"step '{act.step}': {act.failed} of {total} loop items failed"}
+                message = f"step '{act.step}': {act.failed} of {total} loop items failed"
                 first = next((r["error"] for r in results if isinstance(r, dict) and "error" in r), None)
                 if first:
-                    err["message"] += f"; first error: {first.get('type')}: {first.get('message')}"
+                    message += f"; first error: {first.get('type')}: {first.get('message')}"
+                err = {"type": "LoopItemFailed", "status": None, "step": act.step, "message": message}
                 self._exit(act, error=err, result=loop_result)
             else:
                 self._exit(act, result=loop_result)

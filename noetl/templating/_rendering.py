@@ -10,7 +10,8 @@ from typing import Any, Callable, Mapping
 
 import jinja2
 from jinja2 import meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from noetl.errors import TemplateError
 

@@ -1,0 +1,65 @@
+"""Every playbook in examples/ runs offline with the embedded runner and gives its documented result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import noetl
+from tests.runner.conftest import EXAMPLES, noetl as noetl_cli
+
+
+def test_every_example_is_covered() -> None:
+    tested = {"hello_loop.yaml", "retry_and_recover.yaml", "pagination.yaml", "workbook_and_child.yaml"}
+    assert {p.name for p in EXAMPLES.glob("*.yaml")} == tested
+
+
+def test_hello_loop() -> None:
+    out = noetl.run(EXAMPLES / "hello_loop.yaml")
+    assert out["status"] == "succeeded"
+    assert out["result"] == {"count": 4, "greetings": ["Hello, Ada!", "Hello, Grace!", "Hello, Alan!",
+                                                        "Hello, Barbara!"]}
+    assert out["steps"]["end"]["runs"] == 1
+
+
+def test_hello_loop_with_overrides_through_the_cli() -> None:
+    out = noetl_cli("run", str(EXAMPLES / "hello_loop.yaml"), "--set", "names=[linus]", "--set", "greeting=Hi",
+                    "--output", "json")
+    assert out.code == 0, out
+    assert out.json["result"] == {"count": 1, "greetings": ["Hi, Linus!"]}
+
+
+def test_retry_and_recover() -> None:
+    out = noetl.run(EXAMPLES / "retry_and_recover.yaml")
+    assert out["status"] == "succeeded"
+    assert out["steps"]["start"]["calls"] == 3
+    assert out["steps"]["always_fails"] == {"status": "failed", "runs": 1, "calls": 2, "result": None}
+    assert out["result"] == {"problem": "ValueError", "retries_needed": 3, "recovered": True}
+
+
+def test_pagination_against_the_server_the_example_starts(monkeypatch: object) -> None:
+    import os
+
+    os.chdir(EXAMPLES.parent)  # the example serves examples/data/pages relative to the project folder
+    out = noetl.run(EXAMPLES / "pagination.yaml")
+    assert out["status"] == "succeeded", out["error"]
+    assert out["steps"]["fetch"]["calls"] == 3
+    assert out["result"]["count"] == 10
+    assert out["result"]["names"][0] == "ada" and out["result"]["names"][-1] == "radia"
+
+
+def test_workbook_and_child_playbook() -> None:
+    out = noetl.run(EXAMPLES / "workbook_and_child.yaml")
+    assert out["status"] == "succeeded", out["error"]
+    assert out["result"] == {"passed": ["ada", "grace"], "failed": 1}
+
+
+def test_child_playbook_found_by_metadata_path(tmp_path: Path) -> None:
+    (tmp_path / "child.yaml").write_text(
+        "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: c, path: lib/child}\n"
+        "workload: {x: 1}\nworkflow:\n- step: start\n  args: {x: '{{ workload.x }}', y: '{{ workload.y }}'}\n")
+    (tmp_path / "parent.yaml").write_text(
+        "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: p}\nworkflow:\n- step: start\n"
+        "  tool: {kind: playbook, path: lib/child, args: {y: 2}}\n")
+    out = noetl.run(tmp_path / "parent.yaml")
+    assert out["status"] == "succeeded", out["error"]
+    assert out["result"] == {"x": 1, "y": 2}
