@@ -171,7 +171,7 @@ class Engine:
     # -- contexts --------------------------------------------------------------------------------
     def _base_context(self, act: Activation | None) -> dict[str, Any]:
         s = self.state
-        context: dict[str, Any] = dict(s.ctx)  # ctx keys at top level: lowest precedence
+        context = self.renderer.new_context(s.ctx)  # ctx keys at top level: lowest precedence
         context.update(s.results)
         context.update(workload=s.workload, ctx=s.ctx, execution_id=s.execution_id,
                        job={"uuid": s.execution_id, "execution_id": s.execution_id})
@@ -349,7 +349,8 @@ class Engine:
         if isinstance(value, str):
             if not is_template(value):
                 return value
-            names = self.renderer.referenced_names(value)
+            # Cheap substring test first: parsing a template for its names costs as much as compiling it.
+            names = self.renderer.referenced_names(value) if _mentions_credentials(value) else frozenset()
             if names & CREDENTIAL_NAMES:
                 deferred[path] = value
                 needed.update(names - CREDENTIAL_NAMES)
@@ -648,6 +649,10 @@ class Engine:
 
 _RESERVED = frozenset({"workload", "ctx", "args", "event", "response", "error", "result", "loop", "execution_id",
                        "job"})
+
+
+def _mentions_credentials(text: str) -> bool:
+    return any(name in text for name in CREDENTIAL_NAMES)
 
 
 def _template_error(exc: TemplateError, step: str) -> dict[str, Any]:

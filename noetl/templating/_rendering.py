@@ -17,6 +17,7 @@ from noetl.errors import TemplateError
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
+_PREPARED = "__noetl_context__"
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
@@ -82,14 +83,43 @@ class Renderer:
         self._compile_expr = lru_cache(maxsize=4096)(self._compile_expr_uncached)
         self._compile_text = lru_cache(maxsize=4096)(self._compile_text_uncached)
         self._names = lru_cache(maxsize=4096)(self._names_uncached)
+        self._globals = dict(self._strict.globals)
+
+    def new_context(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """A context dict ready for rendering (Jinja's globals merged in once).
+
+        Rendering with a prepared context skips the per-call copy Jinja makes of its globals and
+        variables; the engine renders many templates per event from one context, so this matters.
+        Templates cannot modify the dict: assignments inside a template go to a layer of their own.
+        """
+        context = dict(self._globals)
+        context.update(values)
+        context[_PREPARED] = True
+        return context
+
+    def _prepared(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        if _PREPARED in context and isinstance(context, dict):
+            return context
+        return self.new_context(context)
+
+    def _evaluate(self, template: jinja2.Template, context: Mapping[str, Any]) -> Any:
+        ctx = template.new_context(self._prepared(context), shared=True)
+        for _ in template.root_render_func(ctx):
+            pass
+        return ctx.vars["result"]
 
     # -- compilation -------------------------------------------------------------------------
-    def _compile_expr_uncached(self, expr: str, lenient: bool) -> Callable[..., Any]:
+    def _compile_expr_uncached(self, expr: str, lenient: bool) -> Callable[[Mapping[str, Any]], Any]:
         env = self._lenient if lenient else self._strict
         try:
-            return env.compile_expression(expr.strip(), undefined_to_none=False)
+            # The construction Jinja's compile_expression uses, evaluated without its per-call copy
+            # of the context (see new_context). Parsing the bare expression first rejects input such
+            # as "x %} {% ..." that would otherwise smuggle statements into the wrapper.
+            env.compile_expression(expr.strip())
+            template = env.from_string("{% set result = " + expr.strip() + " %}")
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message} in '{{{{{expr}}}}}'") from None
+        return lambda context: self._evaluate(template, context)
 
     def _compile_text_uncached(self, source: str) -> jinja2.Template:
         try:
@@ -138,11 +168,13 @@ class Renderer:
         try:
             m = _SINGLE_EXPR.match(source)
             if m:
-                value = self._compile_expr(m.group("expr"), False)(**context)
+                value = self._compile_expr(m.group("expr"), False)(context)
                 if isinstance(value, jinja2.Undefined):
                     value._fail_with_undefined_error()
                 return value
-            return self._compile_text(source).render(**context)
+            template = self._compile_text(source)
+            ctx = template.new_context(self._prepared(context), shared=True)
+            return template.environment.concat(template.root_render_func(ctx))
         except TemplateError as exc:
             raise TemplateError(exc.detail, where=where) from None
         except jinja2.UndefinedError as exc:
@@ -166,7 +198,7 @@ class Renderer:
     def evaluate(self, expr: str, context: Mapping[str, Any], *, where: str = "") -> Any:
         """Evaluate an expression written with or without ``{{ }}`` (``collect.from``, ``result.from``)."""
         try:
-            value = self._compile_expr(_strip_braces(expr), False)(**context)
+            value = self._compile_expr(_strip_braces(expr), False)(context)
             if isinstance(value, jinja2.Undefined):
                 value._fail_with_undefined_error()
             return value
@@ -186,7 +218,7 @@ class Renderer:
         warning and treats the condition as false.
         """
         try:
-            value = self._compile_expr(_strip_braces(condition), True)(**context)
+            value = self._compile_expr(_strip_braces(condition), True)(context)
         except TemplateError as exc:
             raise TemplateError(exc.detail, where=where) from None
         except SecurityError as exc:
