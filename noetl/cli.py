@@ -105,6 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in parsed.warnings:
         print(warning, file=sys.stderr)
     progress = Progress(quiet=output == "json" or args.quiet)
+    if not progress.quiet:
+        _show_user_output()
     summary = run(parsed, workload=workload, credentials=credentials, progress=progress,
                   execution_id=args.execution_id)
     summary.pop("warnings", None) if not summary.get("warnings") else None
@@ -113,6 +115,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         _print_text_summary(summary)
     return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
+
+
+def _show_user_output() -> None:
+    """What user Python code prints is logged by the python tool; show it on stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    logger = logging.getLogger("noetl.tools.python")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _print_text_summary(summary: dict[str, Any]) -> None:
