@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 from noetl.dsl import END, START, Playbook, Step, Then, Transition
 from noetl.engine._messages import Command, Event, EventName
-from noetl.engine._state import Activation, ExecutionState, Item, Pending, StepStats
+from noetl.engine._state import Activation, ExecutionState, Item, Pending, StepStats, state_from_dict
 from noetl.errors import TemplateError
 from noetl.templating import Renderer, default_renderer, is_template
 
@@ -130,6 +130,19 @@ class Engine:
     def snapshot(self) -> dict[str, Any]:
         """The whole state as JSON-able data (for comparing replays and for persistence)."""
         return dataclasses.asdict(self.state)
+
+    @classmethod
+    def restore(cls, playbook: Playbook, snapshot: dict[str, Any], *, renderer: Renderer | None = None,
+                keep_commands: bool = False) -> "Engine":
+        """An engine that continues from ``snapshot()`` output (also after a JSON round trip)."""
+        engine = cls(playbook, execution_id=snapshot["execution_id"], renderer=renderer,
+                     keep_commands=keep_commands)
+        engine.state = state_from_dict(snapshot)
+        return engine
+
+    def pending_commands(self) -> list[Command]:
+        """Outstanding commands, rebuilt from state (needs ``keep_commands=True``)."""
+        return [Command.model_validate(p.command) for p in self.state.pending.values() if p.command]
 
     def summary(self) -> dict[str, Any]:
         """The run summary of `noetl run --output json` (DESIGN issue contract)."""
@@ -247,6 +260,7 @@ class Engine:
                                               f"{type(values).__name__}"})
             return
         act.loop_values = values
+        act.results = [None] * len(values)
         stats.items_total = len(values)
         stats.items_done = 0
         if not values:
@@ -429,31 +443,35 @@ class Engine:
         act.completed += 1
         stats = self.state.steps[act.step]
         stats.items_done = act.completed
+        assert item.index is not None
+        # A finished item keeps only its result: a 10,000-item loop must not keep 10,000 Items.
+        del act.items[item.index]
         if error is not None:
+            act.results[item.index] = {"error": error}
             act.failed += 1
             if not item.handled:
                 act.unhandled_failures += 1
+                if act.first_error is None:
+                    act.first_error = error
+        else:
+            act.results[item.index] = item.result
         self._record(EventName.CALL_DONE, step=act.step, activation=act.id, item=item.index, item_done=True,
                      done=act.completed, total=len(act.loop_values), failed=error is not None)
-        if act.completed == len(act.loop_values):
-            results = [act.items[i].result if act.items[i].error is None else {"error": act.items[i].error}
-                       for i in range(len(act.loop_values))]
-            act.items.clear()
-            total = len(results)
-            loop_result = {"results": results,
-                           "stats": {"total": total, "succeeded": total - act.failed, "failed": act.failed}}
-            if act.unhandled_failures:
-                message = f"step '{act.step}': {act.failed} of {total} loop items failed"
-                first = next((r["error"] for r in results if isinstance(r, dict) and "error" in r), None)
-                if first:
-                    message += f"; first error: {first.get('type')}: {first.get('message')}"
-                err = {"type": "LoopItemFailed", "status": None, "step": act.step, "message": message}
-                self._exit(act, error=err, result=loop_result)
-            else:
-                self._exit(act, result=loop_result)
-        else:
-            # a finished item frees its slot; items keep only their result
+        if act.completed < len(act.loop_values):
             self._fill_loop(act)
+            return
+        total = len(act.results)
+        loop_result = {"results": act.results,
+                       "stats": {"total": total, "succeeded": total - act.failed, "failed": act.failed}}
+        act.results = []
+        if act.unhandled_failures:
+            message = f"step '{act.step}': {act.failed} of {total} loop items failed"
+            first = act.first_error or {}
+            message += f"; first error: {first.get('type')}: {first.get('message')}"
+            err = {"type": "LoopItemFailed", "status": None, "step": act.step, "message": message}
+            self._exit(act, error=err, result=loop_result)
+        else:
+            self._exit(act, result=loop_result)
 
     # -- step.exit -------------------------------------------------------------------------------
     def _exit(self, act: Activation, *, result: Any = None, error: dict[str, Any] | None = None,

@@ -39,7 +39,8 @@ class Activation:
     loop_values: list[Any] | None = None  # None for a non-loop step
     next_index: int = 0
     completed: int = 0
-    results: list[Any] = dataclasses.field(default_factory=list)
+    results: list[Any] = dataclasses.field(default_factory=list)  # loop results, in item order
+    first_error: dict[str, Any] | None = None  # of the first unhandled failed item
     failed: int = 0
     unhandled_failures: int = 0
     sinks: int = 0  # sink commands still outstanding
@@ -85,3 +86,23 @@ class ExecutionState:
     end_ran: bool = False
     warnings: list[str] = dataclasses.field(default_factory=list)
     events: int = 0
+
+
+def _item_key(key: Any) -> int | None:
+    """Item keys are ints (loop index) or None; JSON turned them into strings."""
+    if key is None or key == "null" or key == "None":
+        return None
+    return int(key)
+
+
+def state_from_dict(data: dict[str, Any]) -> ExecutionState:
+    """Rebuild an ``ExecutionState`` from ``dataclasses.asdict`` output that went through JSON."""
+    data = dict(data)
+    activations = {}
+    for act_id, raw in (data.pop("activations", None) or {}).items():
+        raw = dict(raw)
+        items = {_item_key(k): Item(**v) for k, v in (raw.pop("items", None) or {}).items()}
+        activations[act_id] = Activation(**raw, items=items)
+    pending = {cid: Pending(**p) for cid, p in (data.pop("pending", None) or {}).items()}
+    steps = {name: StepStats(**st) for name, st in (data.pop("steps", None) or {}).items()}
+    return ExecutionState(**data, activations=activations, pending=pending, steps=steps)

@@ -731,3 +731,35 @@ def test_workbook_task_resolves_to_the_entry_tool_with_its_args() -> None:
     c = run.calls("start")[0]
     assert c.tool == {"kind": "python", "code": "def main(n): return n * 2"}
     assert c.args == {"n": 21}
+
+
+def test_restoring_a_snapshot_continues_exactly_where_it_stopped() -> None:
+    import json
+
+    body = """
+        workflow:
+        - step: start
+          loop: {in: "{{ range(6) | list }}", iterator: x, mode: parallel, max_in_flight: 2}
+          args: {v: "{{ x }}"}
+          case:
+          - when: "{{ event.name == 'call.done' }}"
+            then: {collect: {from: "response.v", into: seen}}
+          next: end
+        - step: end
+          args: {n: "{{ ctx.seen | length }}"}
+        """
+    straight = drive(body)
+    engine = Engine(playbook(body), execution_id="ex", keep_commands=True)
+    queue = engine.start()
+    for _ in range(3):  # answer three commands, then "crash"
+        c = queue.pop(0)
+        queue.extend(engine.handle(Event.done(c, response=c.args)))
+    snapshot = json.loads(json.dumps(engine.snapshot()))
+    revived = Engine.restore(engine.playbook, snapshot, keep_commands=True)
+    assert [c.id for c in revived.pending_commands()] == [c.id for c in queue]
+    queue = revived.pending_commands()
+    while queue:
+        c = queue.pop(0)
+        queue.extend(revived.handle(Event.done(c, response=c.args)))
+    assert revived.summary()["result"] == straight.summary["result"] == {"n": 6}
+    assert revived.summary()["steps"] == straight.summary["steps"]
