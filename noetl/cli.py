@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     output = args.output or _env("output", "text")
     if output not in ("text", "json"):
-        raise UsageError(f"--output must be text or json, got '{output}'")
+        raise UsageError(f"NOETL_OUTPUT must be text or json, got '{output}'")
     workload: dict[str, Any] = {}
     workload_file = args.workload_file or _env("workload_file")
     if workload_file:
@@ -109,12 +109,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         _show_user_output()
     summary = run(parsed, workload=workload, credentials=credentials, progress=progress,
                   execution_id=args.execution_id)
-    summary.pop("warnings", None) if not summary.get("warnings") else None
-    if output == "json":
-        print(json.dumps(summary, default=str))
-    else:
-        _print_text_summary(summary)
-    return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
+    code = EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
+    try:
+        if output == "json":
+            print(json.dumps(summary, default=str))
+        else:
+            _print_text_summary(summary)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()  # `noetl run ... | head`: the reader left; the run's outcome still decides
+    return code
 
 
 def _show_user_output() -> None:
@@ -128,7 +132,16 @@ def _show_user_output() -> None:
     logger.setLevel(logging.INFO)
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _print_text_summary(summary: dict[str, Any]) -> None:
+    from noetl.local import describe_error
+
     out = sys.stdout
     print(f"execution {summary['execution_id']}: {summary['status']}", file=out)
     width = max((len(n) for n in summary["steps"]), default=4)
@@ -138,7 +151,10 @@ def _print_text_summary(summary: dict[str, Any]) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     if summary["error"]:
         err = summary["error"]
-        print(f"error in step '{err.get('step')}': {err.get('type')}: {err.get('message')}", file=out)
+        print(f"error in step '{err.get('step')}': {describe_error(err)}", file=out)
+        rest = str(err.get("message") or "").strip().splitlines()[1:]
+        if rest:
+            print("\n".join("  " + line for line in rest[:20]), file=out)
     else:
         text = json.dumps(summary["result"], indent=2, default=str)
         if len(text) > 4000:
@@ -154,9 +170,34 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from noetl.logs import setup_logging
+    from noetl_operator import Settings, run as run_operator
+
+    setup_logging(args.log_format or _env("log_format", "json"), args.log_level or _env("log_level", "INFO"))
+    namespaces = args.namespace or [n for n in (_env("namespaces", "") or "").split(",") if n]
+    executor = args.executor or _env("executor", "worker")
+    if executor not in ("worker", "job"):
+        raise UsageError(f"--executor must be worker or job, got '{executor}'")
+    port = args.liveness_port or _env("liveness_port")
+    settings = Settings(
+        namespaces=tuple(namespaces), executor=executor,
+        worker_namespace=args.worker_namespace or _env("worker_namespace") or _env("pod_namespace") or "default",
+        image=args.image or _env("image", "noetl:dev"),
+        image_pull_policy=args.image_pull_policy or _env("image_pull_policy", "IfNotPresent"),
+        job_service_account=args.job_service_account or _env("job_service_account", "noetl-job"),
+        liveness_port=int(port) if port else None,
+    )
+    run_operator(settings)
+    return EXIT_OK
+
+
 # -- entry point -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from noetl import __version__
+
     parser = argparse.ArgumentParser(prog="noetl", description="Run NoETL DSL v2 playbooks.")
+    parser.add_argument("--version", action="version", version=f"noetl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check playbooks; exit 2 with one line per problem")
@@ -179,6 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("-n", "--namespace", default=None)
     p.set_defaults(fn=cmd_manifest)
+
+    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    p.add_argument("-n", "--namespace", action="append",
+                   help="watch this namespace (repeatable); default: cluster-wide [NOETL_NAMESPACES, comma-separated]")
+    p.add_argument("--executor", choices=("worker", "job"), default=None,
+                   help="default executor of Executions that do not set one [NOETL_EXECUTOR]")
+    p.add_argument("--worker-namespace", default=None,
+                   help="namespace of the worker Leases [NOETL_WORKER_NAMESPACE, else POD_NAMESPACE]")
+    p.add_argument("--image", default=None, help="image of Job pods [NOETL_IMAGE]")
+    p.add_argument("--image-pull-policy", default=None, help="of Job pods [NOETL_IMAGE_PULL_POLICY]")
+    p.add_argument("--job-service-account", default=None, help="ServiceAccount of Job pods [NOETL_JOB_SERVICE_ACCOUNT]")
+    p.add_argument("--liveness-port", type=int, default=None, help="serve /healthz on this port [NOETL_LIVENESS_PORT]")
+    p.add_argument("--log-format", choices=("json", "text"), default=None, help="[NOETL_LOG_FORMAT] (default json)")
+    p.add_argument("--log-level", default=None, help="[NOETL_LOG_LEVEL] (default INFO)")
+    p.set_defaults(fn=cmd_operator)
     return parser
 
 
@@ -204,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # as a shell reports a reader that went away (128 + SIGPIPE)
     except Exception as exc:  # noqa: BLE001 - a bug in noetl: say so without a wall of traceback
         if os.environ.get("NOETL_DEBUG"):
             raise

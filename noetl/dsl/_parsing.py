@@ -7,6 +7,7 @@ What it must never do: render templates or touch the network; it only reads and 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,7 +15,7 @@ from typing import Any, Iterator
 import pydantic
 import yaml
 
-from noetl.dsl._models import END, START, TOOL_KINDS, Playbook
+from noetl.dsl._models import END, START, TOOL_KINDS, Playbook, Step, WorkbookEntry
 from noetl.errors import PlaybookInvalid, PlaybookSyntaxError, Problem
 from noetl.templating import check_syntax, is_template
 
@@ -132,9 +133,11 @@ def validate_document(data: Any, *, file: str = "<playbook>", lines: _LineMap | 
         except pydantic.ValidationError as exc:
             checker.add_pydantic(exc)
     if playbook is not None:
-        checker.check_model(playbook)
+        checker.check_model(list(enumerate(playbook.workflow)), list(enumerate(playbook.workbook)))
+    else:
+        checker.check_model(*_partial(body))
     if checker.errors or playbook is None:
-        raise PlaybookInvalid(checker.problems)
+        raise PlaybookInvalid(sorted(checker.problems, key=lambda p: (p.line or 0)))
     return ParsedPlaybook(playbook=playbook, file=file, warnings=checker.warnings, form=form, body=body)
 
 
@@ -275,33 +278,45 @@ class _Checker:
             self.add(msg, path)
 
     # -- after the model: references and templates ---------------------------------------------
-    def check_model(self, pb: Playbook) -> None:
+    def check_model(self, steps: list[tuple[int, Step]], workbook_entries: list[tuple[int, WorkbookEntry]]) -> None:
+        """Cross-references and templates. ``steps`` may be partial (those that parsed on their own),
+        so one run reports every problem, not one kind per attempt."""
+        workflow = self.raw.get("workflow")
+        raw_steps: list[Any] = workflow if isinstance(workflow, list) else []
         seen: dict[str, int] = {}
-        for i, step in enumerate(pb.workflow):
-            if step.step in seen:
-                self.add(f"duplicate step name '{step.step}' (first defined as step #{seen[step.step] + 1}); "
+        for i, raw in enumerate(raw_steps):
+            name = raw.get("step") if isinstance(raw, dict) else None
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                self.add(f"duplicate step name '{name}' (first defined as step #{seen[name] + 1}); "
                          "step names must be unique", ("workflow", i, "step"))
-            seen.setdefault(step.step, i)
+            seen.setdefault(name, i)
         if START not in seen:
             self.add("no step named 'start': the workflow begins at the step named 'start'", ("workflow",))
         names = set(seen)
-        workbook = {w.name for w in pb.workbook}
-        for i, step in enumerate(pb.workflow):
+        workbook = {w.name for _, w in workbook_entries}
+        for i, step in steps:
             path: PathKey = ("workflow", i)
             self._check_tool(step.tool, path + ("tool",), workbook)
             for j, t in enumerate(step.next):
                 if t.step not in names and t.step != END:
-                    self.add(f"next target '{t.step}' is not a step{_suggest(t.step, names)}", path + ("next", j))
+                    self.add(f"next target '{t.step}' is not a step{_suggest(t.step, names, 'steps')}",
+                             path + ("next", j))
             for j, rule in enumerate(step.case):
                 for k, then in enumerate(rule.then):
                     tpath = path + ("case", j, "then", k)
                     for t in then.next or []:
                         if t.step not in names and t.step != END:
-                            self.add(f"next target '{t.step}' is not a step{_suggest(t.step, names)}",
+                            self.add(f"next target '{t.step}' is not a step{_suggest(t.step, names, 'steps')}",
                                      tpath + ("next",))
                     if then.sink is not None:
                         self._check_tool(then.sink.tool, tpath + ("sink", "tool"), workbook)
-        for i, entry in enumerate(pb.workbook):
+        parsed = {i for i, _ in steps}
+        for i, raw in enumerate(raw_steps):  # steps that failed schema checks still get their tool checked
+            if i not in parsed and isinstance(raw, dict) and isinstance(raw.get("tool"), dict):
+                self._check_tool(raw["tool"], ("workflow", i, "tool"), workbook)
+        for i, entry in workbook_entries:
             self._check_tool(entry.tool, ("workbook", i, "tool"), workbook)
         self._check_templates(self.raw, ())
 
@@ -314,7 +329,7 @@ class _Checker:
             if not task:
                 self.add("a workbook tool needs 'task: <workbook entry name>'", path)
             elif not is_template(task) and task not in workbook:
-                self.add(f"workbook task '{task}' is not defined in 'workbook'{_suggest(str(task), workbook)}",
+                self.add(f"workbook task '{task}' is not defined in 'workbook'{_suggest(str(task), workbook, 'tasks')}",
                          path + ("task",))
         if kind == "playbook" and not (tool.get("path") or tool.get("name")):
             self.add("a playbook tool needs 'path' (file or metadata.path) or 'name'", path)
@@ -355,10 +370,26 @@ def _dotted(path: PathKey) -> str:
     return out
 
 
-def _suggest(name: str, names: set[str]) -> str:
-    import difflib
-
+def _suggest(name: str, names: set[str], what: str) -> str:
     close = difflib.get_close_matches(name, sorted(names), n=1)
-    return f"; did you mean '{close[0]}'?" if close else f"; known steps: {', '.join(sorted(names))}"
+    return f"; did you mean '{close[0]}'?" if close else f"; known {what}: {', '.join(sorted(names)) or 'none'}"
+
+
+def _partial(body: dict[str, Any]) -> tuple[list[tuple[int, Step]], list[tuple[int, WorkbookEntry]]]:
+    """The steps and workbook entries that are valid on their own (when the whole is not)."""
+    steps: list[tuple[int, Step]] = []
+    entries: list[tuple[int, WorkbookEntry]] = []
+    workflow, workbook = body.get("workflow"), body.get("workbook")
+    for i, raw in enumerate(workflow if isinstance(workflow, list) else []):
+        try:
+            steps.append((i, Step.model_validate(raw)))
+        except pydantic.ValidationError:
+            pass
+    for i, raw in enumerate(workbook if isinstance(workbook, list) else []):
+        try:
+            entries.append((i, WorkbookEntry.model_validate(raw)))
+        except pydantic.ValidationError:
+            pass
+    return steps, entries
 
 

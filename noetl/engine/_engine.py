@@ -338,7 +338,12 @@ class Engine:
             if key in LITERAL_FIELDS:
                 config[key] = value
             elif key == "args" and tool.get("kind") != "workbook":
-                call_args.update(self.renderer.render_value(value, context, where=f"{where}.args") or {})
+                before = len(deferred)
+                rendered = self._render_field(value, context, f"{where}.args", "args", deferred, needed) or {}
+                if len(deferred) > before:
+                    config["args"] = rendered  # the worker renders the credential parts, then merges them
+                else:
+                    call_args.update(rendered)
             else:
                 config[key] = self._render_field(value, context, f"{where}.{key}", key, deferred, needed)
         if item.overrides and purpose == "call":
@@ -486,7 +491,7 @@ class Engine:
                 context["result"] = result
         else:
             context["result"] = result
-        if error is None:
+        if error is None or result is not None:
             context[act.step] = result  # a step's own name is bound in its step.exit rules too
         outcome = self._apply_rules(step, act, None, context)
         if outcome.result_set:
@@ -504,6 +509,9 @@ class Engine:
                     self._transition(t, context)
         else:
             stats.status = "failed"
+            if result is not None:  # a failed loop's partial results, or a `result` action's value
+                s.results[act.step] = result
+                stats.result = result
             if not (handled or outcome.next_fired):
                 self._fail({**{k: v for k, v in error.items() if k != "step"}, "step": act.step})
         if act.step == END:

@@ -35,13 +35,13 @@ class Progress:
             elif name == "step.exit":
                 if r.get("error"):
                     err = r["error"]
-                    self._write(f"✖ {r['step']} failed: {err.get('type')}: {_first_line(err.get('message'))}")
+                    self._write(f"✖ {r['step']} failed: {describe_error(err)}")
                 else:
                     self._write(f"✔ {r['step']}")
             elif name == "call.done" and "retry" in r:
                 err = r.get("error") or {}
                 self._write(f"↻ {r['step']} retry attempt {r['retry']} in {r['delay']:.2f}s"
-                            f" after {err.get('type', 'result')}: {_first_line(err.get('message', ''))}")
+                            f" after {describe_error(err) if err else 'a rule asked for it'}")
             elif name == "call.done" and r.get("item_done"):
                 done, total = r["done"], r["total"]
                 now = time.monotonic()
@@ -57,3 +57,9 @@ class Progress:
 def _first_line(text: Any) -> str:
     lines = str(text or "").strip().splitlines()
     return lines[0] if lines else ""
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    """``Type: first line of the message``, without repeating a type the message already starts with."""
+    kind, message = str(error.get("type") or "Error"), _first_line(error.get("message"))
+    return message if message.startswith(f"{kind}:") else f"{kind}: {message}"

@@ -102,7 +102,10 @@ async def execute(command: Command, runtime: WorkerRuntime) -> Event:
                                                f"(known kinds: {known}); fix `tool.kind`")
         ctx = ToolContext(execution_id=command.execution_id, step=command.step, http=runtime.http,
                           credential=credential, timeout=command.timeout, run_playbook=runtime.run_playbook)
-        call = tool(config, dict(command.args), ctx)
+        # Tool-level args that needed the credential arrive in config["args"], rendered just now.
+        extra_args = config.pop("args", None)
+        args = {**command.args, **extra_args} if isinstance(extra_args, dict) else dict(command.args)
+        call = tool(config, args, ctx)
         if command.timeout is not None:
             try:
                 result = await asyncio.wait_for(call, command.timeout + TIMEOUT_GRACE)

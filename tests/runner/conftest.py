@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED_DIR = ROOT.parent / "shared" / "fixtures" / "seed"
 EXAMPLES = ROOT / "examples"
 
 
@@ -40,6 +39,6 @@ def noetl(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -
 
 @pytest.fixture
 def seed_dir() -> Path:
-    if not SEED_DIR.is_dir():
-        pytest.fail(f"seed playbooks not found at {SEED_DIR}: the project expects ../shared beside the checkout")
-    return SEED_DIR
+    from tests.helpers.seeds import seed_dir as find
+
+    return find()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import noetl
 from tests.runner.conftest import EXAMPLES, noetl as noetl_cli
 
@@ -16,8 +18,8 @@ def test_every_example_is_covered() -> None:
 def test_hello_loop() -> None:
     out = noetl.run(EXAMPLES / "hello_loop.yaml")
     assert out["status"] == "succeeded"
-    assert out["result"] == {"count": 4, "greetings": ["Hello, Ada!", "Hello, Grace!", "Hello, Alan!",
-                                                        "Hello, Barbara!"]}
+    assert out["result"] == {"count": 4, "in_item_order": ["Hello, Ada!", "Hello, Grace!", "Hello, Alan!",
+                                                           "Hello, Barbara!"], "in_finish_order": 4}
     assert out["steps"]["end"]["runs"] == 1
 
 
@@ -25,7 +27,7 @@ def test_hello_loop_with_overrides_through_the_cli() -> None:
     out = noetl_cli("run", str(EXAMPLES / "hello_loop.yaml"), "--set", "names=[linus]", "--set", "greeting=Hi",
                     "--output", "json")
     assert out.code == 0, out
-    assert out.json["result"] == {"count": 1, "greetings": ["Hi, Linus!"]}
+    assert out.json["result"] == {"count": 1, "in_item_order": ["Hi, Linus!"], "in_finish_order": 1}
 
 
 def test_retry_and_recover() -> None:
@@ -36,13 +38,11 @@ def test_retry_and_recover() -> None:
     assert out["result"] == {"problem": "ValueError", "retries_needed": 3, "recovered": True}
 
 
-def test_pagination_against_the_server_the_example_starts(monkeypatch: object) -> None:
-    import os
-
-    os.chdir(EXAMPLES.parent)  # the example serves examples/data/pages relative to the project folder
-    out = noetl.run(EXAMPLES / "pagination.yaml")
+def test_pagination_against_the_server_the_example_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # works from any folder
+    out = noetl.run(EXAMPLES / "pagination.yaml", workload={"page_size": 3})
     assert out["status"] == "succeeded", out["error"]
-    assert out["steps"]["fetch"]["calls"] == 3
+    assert out["steps"]["fetch"]["calls"] == 4
     assert out["result"]["count"] == 10
     assert out["result"]["names"][0] == "ada" and out["result"]["names"][-1] == "radia"
 

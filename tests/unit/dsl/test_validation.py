@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from noetl.dsl import load_playbook, parse_playbook, to_manifest
-from noetl.errors import PlaybookError, PlaybookInvalid, PlaybookSyntaxError
+from noetl.errors import PlaybookError, PlaybookSyntaxError
+from tests.helpers.seeds import seed_dir
 
-SEEDS = sorted(Path(__file__).resolve().parents[4].joinpath("shared/fixtures/seed").glob("*.yaml"))
 HEAD = "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: t}\n"
 
 
@@ -21,8 +21,9 @@ def problems(body: str) -> list[str]:
 
 
 def test_seed_playbooks_are_valid() -> None:
-    assert len(SEEDS) == 3
-    for seed in SEEDS:
+    seeds = sorted(seed_dir().glob("*.yaml"))
+    assert len(seeds) == 3
+    for seed in seeds:
         parsed = load_playbook(seed)
         assert parsed.warnings == []
         assert parsed.playbook.workflow[0].step == "start"
@@ -188,7 +189,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_resource_form_parses_to_the_same_playbook() -> None:
-    seed = next(s for s in SEEDS if s.name.startswith("weather"))
+    seed = seed_dir() / "weather_loop_v2.yaml"
     parsed = load_playbook(seed)
     manifest = to_manifest(parsed)
     assert manifest["metadata"]["name"] == "weather-loop-v2"
@@ -198,3 +199,22 @@ def test_resource_form_parses_to_the_same_playbook() -> None:
     again = parse_playbook(yaml.safe_dump(manifest))
     assert again.form == "resource"
     assert again.playbook == parsed.playbook
+
+
+def test_schema_errors_do_not_hide_reference_errors() -> None:
+    # Regression: a schema error used to stop validation before the cross-reference checks, so a
+    # user fixed one kind of problem per run.
+    out = problems("""
+        workflow:
+        - step: start
+          type: http
+          next: fetc
+        - step: fetch
+          loop: {in: "{{ [1] }}", mode: sideways}
+          tool: {kind: workbook, task: t2}
+        workbook:
+        - name: t1
+          tool: {kind: noop}
+        """)
+    assert [o.split(": ", 1)[0] for o in out] == ["pb.yaml:6", "pb.yaml:7", "pb.yaml:9", "pb.yaml:10"]
+    assert "did you mean 'fetch'" in out[1] and "known tasks: t1" in out[3]

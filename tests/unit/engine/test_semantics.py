@@ -763,3 +763,36 @@ def test_restoring_a_snapshot_continues_exactly_where_it_stopped() -> None:
         queue.extend(revived.handle(Event.done(c, response=c.args)))
     assert revived.summary()["result"] == straight.summary["result"] == {"n": 6}
     assert revived.summary()["steps"] == straight.summary["steps"]
+
+
+def test_tool_args_that_use_credentials_are_deferred_too() -> None:
+    # Regression: python tools could not receive a credential through their args.
+    run = drive("""
+        workflow:
+        - step: start
+          tool:
+            kind: python
+            auth: api
+            code: "def main(token, plain): return token"
+            args: {token: "{{ secret.token }}", plain: "{{ 1 + 1 }}"}
+        """)
+    c = run.calls("start")[0]
+    assert c.args == {} and c.tool["args"] == {"token": None, "plain": 2}
+    assert c.deferred == {"args.token": "{{ secret.token }}"}
+
+
+def test_a_handled_failed_loop_keeps_its_result_under_its_name() -> None:
+    # Regression: after an error route, `{{ step }}` of the failed loop was undefined.
+    run = drive("""
+        workflow:
+        - step: start
+          loop: {in: "{{ [0, 1] }}", iterator: x}
+          case:
+          - when: "{{ event.name == 'step.exit' and error is defined }}"
+            then: {next: report}
+        - step: report
+          args: {failed: "{{ start.stats.failed }}"}
+        """, lambda c: (_ for _ in ()).throw(Fail()) if c.step == "start" and c.item == 1 else c.args)
+    assert run.status == "succeeded"
+    assert run.summary["result"] == {"failed": 1}
+    assert run.summary["steps"]["start"]["status"] == "failed"

@@ -219,3 +219,11 @@ def test_python_and_http_in_one_runtime(http_server: LocalHTTPServer) -> None:
 
     first, second = asyncio.run(go())
     assert first.error is None and second.response == {"alert": True}
+
+
+def test_python_tool_receives_a_credential_through_deferred_args() -> None:
+    command = make_command({"kind": "python", "code": "def main(token, plain):\n    return [len(token), plain]",
+                            "args": {"token": None, "plain": 2}},
+                           auth="openai", deferred={"args.token": "{{ secret.openai }}"})
+    event = run(command)
+    assert event.error is None and event.response == [len(TOKEN), 2]
