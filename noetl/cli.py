@@ -11,58 +11,14 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
+from noetl._options import UsageError, _env, _load_yaml_map, parse_set
 from noetl.errors import NoetlError, PlaybookError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(NoetlError):
-    """Wrong options or option values."""
-
-
-def _env(name: str, default: Any = None) -> Any:
-    return os.environ.get(f"NOETL_{name.upper().replace('-', '_')}", default)
-
-
-def parse_set(items: Sequence[str]) -> dict[str, Any]:
-    """``--set a.b=3`` -> ``{"a": {"b": 3}}``; values are parsed as YAML."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set expects KEY=VALUE, got '{item}'")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--set {key}: value is not valid YAML: {exc}") from None
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        node[parts[-1]] = value
-    return out
-
-
-def _load_yaml_map(path: str, what: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{what} {path}: not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UsageError(f"{what} {path}: must be a YAML mapping, got {type(data).__name__}")
-    return data
 
 
 # -- commands ----------------------------------------------------------------------------------------
@@ -101,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     workload = deep_merge(workload, parse_set(args.set or []))
     credentials = default_credentials(args.credentials or _env("credentials"))
+    _interrupt_on_termination()
     parsed = load_playbook(args.file)
     for warning in parsed.warnings:
         print(warning, file=sys.stderr)
@@ -119,6 +76,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         _quiet_stdout()  # `noetl run ... | head`: the reader left; the run's outcome still decides
     return code
+
+
+def _interrupt_on_termination() -> None:
+    """SIGTERM/SIGHUP end the run like Ctrl-C does: running calls are cancelled and the python
+    tool's child processes stopped, instead of being orphaned (`timeout N noetl run ...`)."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def _show_user_output() -> None:
@@ -151,12 +120,13 @@ def _print_text_summary(summary: dict[str, Any]) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     if summary["error"]:
         err = summary["error"]
-        print(f"error in step '{err.get('step')}': {describe_error(err)}", file=out)
+        where = f"error in step '{err['step']}'" if err.get("step") else "error"
+        print(f"{where}: {describe_error(err)}", file=out)
         rest = str(err.get("message") or "").strip().splitlines()[1:]
         if rest:
             print("\n".join("  " + line for line in rest[:20]), file=out)
     else:
-        text = json.dumps(summary["result"], indent=2, default=str)
+        text = json.dumps(summary["result"], indent=2, default=str, ensure_ascii=False)
         if len(text) > 4000:
             text = text[:4000] + f"\n... ({len(text) - 4000} more characters; use --output json)"
         print(f"result: {text}", file=out)
@@ -175,7 +145,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     from noetl_operator import Settings, run as run_operator
 
     setup_logging(args.log_format or _env("log_format", "json"), args.log_level or _env("log_level", "INFO"))
-    namespaces = args.namespace or [n for n in (_env("namespaces", "") or "").split(",") if n]
+    namespaces = args.namespace or [n for n in (_env("namespace", "") or "").split(",") if n]
     executor = args.executor or _env("executor", "worker")
     if executor not in ("worker", "job"):
         raise UsageError(f"--executor must be worker or job, got '{executor}'")
@@ -223,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
     p.add_argument("-n", "--namespace", action="append",
-                   help="watch this namespace (repeatable); default: cluster-wide [NOETL_NAMESPACES, comma-separated]")
+                   help="watch this namespace (repeatable); default: cluster-wide [NOETL_NAMESPACE, comma-separated]")
     p.add_argument("--executor", choices=("worker", "job"), default=None,
                    help="default executor of Executions that do not set one [NOETL_EXECUTOR]")
     p.add_argument("--worker-namespace", default=None,
@@ -235,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=("json", "text"), default=None, help="[NOETL_LOG_FORMAT] (default json)")
     p.add_argument("--log-level", default=None, help="[NOETL_LOG_LEVEL] (default INFO)")
     p.set_defaults(fn=cmd_operator)
+
+    # Kubernetes commands; these modules load the kubernetes client only when a command runs.
+    from noetl.k8s import add_worker_command
+    from noetl.k8s._cli import add_k8s_commands
+
+    add_worker_command(sub)
+    add_k8s_commands(sub)
     return parser
 
 

@@ -17,7 +17,6 @@ of functions that convert between the two forms.
 from __future__ import annotations
 
 import dataclasses
-import traceback
 from typing import Any
 
 #: Longest message we keep from a remote party or a user exception. Long enough for a stack trace
@@ -97,12 +96,14 @@ def cap(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 def error_record(exc: BaseException) -> dict[str, Any]:
     """Turn any exception into the DSL error record; never raises.
 
-    ToolErrors carry their own record. Anything else is reported with its class name, its message
-    and the last frames of its traceback, so a user sees where their code broke.
+    ToolErrors carry their own record (the python tool puts the user's own frames in it). Anything
+    else is reported with its class name and message only: a traceback here would show noetl's
+    internals, which tell a playbook author nothing.
     """
     if isinstance(exc, ToolError):
         return dict(exc.record)
     if isinstance(exc, TemplateError):
         return {"type": "TemplateError", "message": cap(str(exc)), "status": None}
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3))
-    return {"type": type(exc).__name__, "message": cap(f"{exc}\n{tb}".strip()), "status": None}
+    if isinstance(exc, PlaybookError):
+        return {"type": type(exc).__name__, "message": cap(str(exc)), "status": None}
+    return {"type": type(exc).__name__, "message": cap(str(exc) or type(exc).__name__), "status": None}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,14 +16,13 @@ from typing import Any, Iterator
 import pydantic
 import yaml
 
+from noetl.dsl._yaml import Loader
 from noetl.dsl._models import END, START, TOOL_KINDS, Playbook, Step, WorkbookEntry
 from noetl.errors import PlaybookInvalid, PlaybookSyntaxError, Problem
 from noetl.templating import check_syntax, is_template
 
 PathKey = tuple[str | int, ...]
 
-#: libyaml's parser when PyYAML was built with it (10x faster on big workloads), else pure Python.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _KNOWN_TOP = {"apiVersion", "kind", "metadata", "workload", "workbook", "workflow", "keychain", "spec", "status"}
 _KNOWN_STEP = {"step", "desc", "args", "tool", "loop", "case", "next"}
@@ -79,7 +79,7 @@ class _LineMap:
 
 def load_yaml(text: str, file: str) -> tuple[Any, _LineMap]:
     """Parse one YAML document; syntax errors become a located PlaybookSyntaxError."""
-    loader = _Loader(text)
+    loader = Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -96,8 +96,16 @@ def load_yaml(text: str, file: str) -> tuple[Any, _LineMap]:
         raise PlaybookSyntaxError(Problem(msg, file=file, line=line)) from None
     except yaml.YAMLError as exc:
         raise PlaybookSyntaxError(Problem(f"malformed YAML: {exc}", file=file)) from None
+    except RecursionError:
+        raise PlaybookSyntaxError(Problem("malformed YAML: nested too deeply (or a recursive alias such as "
+                                          "`x: &a [*a]`)", file=file)) from None
     finally:
         loader.dispose()
+    try:
+        json.dumps(data)
+    except (ValueError, RecursionError):  # recursive aliases build self-referencing lists
+        raise PlaybookSyntaxError(Problem("malformed YAML: a recursive alias (such as `x: &a [*a]`) or "
+                                          "nesting too deep for JSON", file=file)) from None
     return data, _LineMap(node)
 
 
@@ -114,6 +122,9 @@ def load_playbook(path: str | Path) -> ParsedPlaybook:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlaybookSyntaxError(Problem(f"cannot read file: {exc.strerror}", file=str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise PlaybookSyntaxError(Problem(f"not UTF-8 text (byte {exc.start}): is this a playbook?",
+                                          file=str(path))) from None
     return parse_playbook(text, file=str(path))
 
 
@@ -317,6 +328,10 @@ class _Checker:
             if i not in parsed and isinstance(raw, dict) and isinstance(raw.get("tool"), dict):
                 self._check_tool(raw["tool"], ("workflow", i, "tool"), workbook)
         for i, entry in workbook_entries:
+            if entry.tool.get("kind") == "workbook":
+                self.add("a workbook entry cannot itself be a workbook task; give it the tool it runs "
+                         "(http, python, ...)", ("workbook", i, "tool", "kind"))
+                continue
             self._check_tool(entry.tool, ("workbook", i, "tool"), workbook)
         self._check_templates(self.raw, ())
 
@@ -343,8 +358,10 @@ class _Checker:
                 if error:
                     self.add(error, p)
         # `when` without braces is still an expression
-        for i, step in enumerate(self.raw.get("workflow") or []):
-            for j, rule in enumerate(step.get("case") or [] if isinstance(step, dict) else []):
+        workflow = self.raw.get("workflow")
+        for i, step in enumerate(workflow if isinstance(workflow, list) else []):
+            case = step.get("case") if isinstance(step, dict) else None
+            for j, rule in enumerate(case if isinstance(case, list) else []):
                 when = rule.get("when") if isinstance(rule, dict) else None
                 if isinstance(when, str) and not is_template(when):
                     error = check_syntax("{{ " + when + " }}")

@@ -92,10 +92,14 @@ class Engine:
         s.status = "running"
         self._record(EventName.WORKFLOW_START)
         job = {"uuid": s.execution_id, "execution_id": s.execution_id}
-        raw = deep_merge(self.playbook.workload, self._overrides)
+        # Only the playbook's own workload is a template. Overrides (--set, an Execution's workload,
+        # a child playbook's args) are data: rendering them would let a tool's response, passed on
+        # as a child's args, run as a template.
+        raw = self.playbook.workload
         try:
-            s.workload = self.renderer.render_value(raw, {"job": job, "execution_id": s.execution_id,
-                                                          "workload": raw}, where="workload")
+            rendered = self.renderer.render_value(raw, {"job": job, "execution_id": s.execution_id,
+                                                        "workload": raw}, where="workload")
+            s.workload = deep_merge(rendered, self._overrides)
         except TemplateError as exc:
             self._fail({"type": "TemplateError", "message": str(exc), "step": None})
             self._finish()
@@ -417,7 +421,7 @@ class Engine:
             limit = int(step.tool.get("max_calls", DEFAULT_MAX_CALLS))
             if item.call >= limit:
                 error = {"type": "MaxCallsExceeded", "status": None, "step": step.step,
-                         "message": f"step '{step.step}': more than {limit} calls for one item; raise "
+                         "message": f"step '{step.step}': reached max_calls ({limit}) for one item; raise "
                                     "tool.max_calls or check the pagination condition"}
             else:
                 item.overrides = deep_merge(item.overrides, outcome.call)
@@ -638,7 +642,13 @@ class Engine:
     def _transition(self, t: Transition, context: dict[str, Any]) -> None:
         if self._stopping:
             return
-        args = self.renderer.render_value(t.args, context, where=f"next '{t.step}': args") if t.args else {}
+        source = context["event"]["step"]
+        try:
+            args = self.renderer.render_value(t.args, context, where=f"step '{source}': next '{t.step}' args") \
+                if t.args else {}
+        except TemplateError as exc:
+            self._fail(_template_error(exc, source))
+            return
         if t.step == END:
             if END in self.playbook.steps:
                 self.state.end_requested = True

@@ -17,12 +17,14 @@ from typing import Any
 
 from noetl.dsl import ParsedPlaybook, load_playbook
 from noetl.engine import Command, Engine, Event
-from noetl.errors import ToolError, error_record
+from noetl.errors import PlaybookError, ToolError, error_record
 from noetl.local._progress import Progress
 from noetl.worker import CredentialSource, WorkerRuntime, execute
 
 #: Child playbooks may call children; this bounds accidental infinite recursion.
 MAX_DEPTH = 16
+#: Files larger than this are not read when looking for a child playbook by metadata.path.
+MAX_SCANNED_BYTES = 1024 * 1024
 
 
 class LocalRunner:
@@ -92,7 +94,10 @@ class LocalRunner:
         """The `playbook` tool: run a child execution in this process; its result is the call's result."""
         if self._depth + 1 > MAX_DEPTH:
             raise ToolError("PlaybookError", f"child playbooks nested deeper than {MAX_DEPTH} levels")
-        child = resolve_child(self.parsed, ref)
+        try:
+            child = resolve_child(self.parsed, ref)
+        except PlaybookError as exc:
+            raise ToolError("PlaybookInvalid", f"child playbook {ref}: {exc}") from None
         runner = LocalRunner(child, workload=args, credentials=self.credentials,
                              progress=Progress(self.progress.stream, quiet=self.progress.quiet,
                                                prefix=self.progress.prefix + "  "),
@@ -118,8 +123,10 @@ def resolve_child(parent: ParsedPlaybook, ref: dict[str, Any]) -> ParsedPlaybook
             return load_playbook(candidate)
     for candidate in sorted(folder.glob("*.y*ml")):
         try:
+            if candidate.stat().st_size > MAX_SCANNED_BYTES:
+                continue
             parsed = load_playbook(candidate)
-        except Exception:  # noqa: BLE001 - other files in the folder may be anything
+        except (PlaybookError, OSError):  # other files in the folder may be anything
             continue
         meta = parsed.playbook.metadata
         if wanted in (meta.path, meta.name):
@@ -139,6 +146,20 @@ def run(playbook: str | Path | ParsedPlaybook, workload: dict[str, Any] | None =
     """
     from noetl.worker import MappingCredentials
 
+    if workload is not None and not isinstance(workload, dict):
+        raise TypeError(f"noetl.run(): workload must be a dict or None, not {type(workload).__name__}")
+    if credentials is not None and not isinstance(credentials, dict) and not hasattr(credentials, "resolve"):
+        raise TypeError("noetl.run(): credentials must be a dict name -> value or a credential source "
+                        f"(e.g. noetl.worker.default_credentials(path)), not {type(credentials).__name__}")
+    if execution_id is not None and not isinstance(execution_id, str):
+        raise TypeError(f"noetl.run(): execution_id must be a string, not {type(execution_id).__name__}")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("noetl.run() cannot be called from a running event loop; "
+                           "use `await noetl.local.LocalRunner(noetl.load_playbook(path), ...).run()`")
     parsed = playbook if isinstance(playbook, ParsedPlaybook) else load_playbook(playbook)
     source = MappingCredentials(credentials) if isinstance(credentials, dict) else credentials
     runner = LocalRunner(parsed, workload=workload, credentials=source, progress=progress,

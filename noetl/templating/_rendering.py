@@ -39,12 +39,36 @@ def _b64decode(value: Any) -> str:
     return base64.b64decode(value).decode("utf-8")
 
 
+#: Largest string or list a template may build with ``*`` and largest exponent of ``**``. Jinja's
+#: sandbox bounds ``range`` only; without these, ``{{ 'a' * 10**9 }}`` or ``{{ 9 ** 999999999 }}``
+#: would eat the machine's memory or CPU.
+MAX_REPEAT = 1_000_000
+MAX_EXPONENT = 10_000
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    """Sandbox where ``a.b`` on a mapping means the key ``b`` first.
+    """Sandbox where ``a.b`` on a mapping means the key ``b`` first, with bounded ``*`` and ``**``.
 
     Plain Jinja tries the attribute first, so ``workload.items`` would be the dict method; playbook
     data routinely has keys named items, keys, values or get.
     """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
+            if isinstance(left, int) and isinstance(right, int) and left.bit_length() * abs(right) > 1_000_000:
+                raise SecurityError("the power would have more than a million bits")
+            return left**right
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and \
+                        len(seq) * times > MAX_REPEAT:
+                    raise SecurityError(f"repeating a sequence to more than {MAX_REPEAT} elements")
+            return left * right
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping):
@@ -56,7 +80,10 @@ class _Environment(ImmutableSandboxedEnvironment):
 
 
 def _make_env(undefined: type[jinja2.Undefined]) -> ImmutableSandboxedEnvironment:
-    env = _Environment(undefined=undefined, autoescape=False, keep_trailing_newline=True)
+    # optimized=False: Jinja's optimizer evaluates constant expressions while compiling, outside the
+    # sandbox's operator checks, so validating `{{ 9 ** 999999999 }}` would hang.
+    env = _Environment(undefined=undefined, autoescape=False, keep_trailing_newline=True, optimized=False)
+    env.globals.pop("lipsum", None)  # lorem-ipsum generator: no use in playbooks, unbounded output
     env.filters.update(tojson=_tojson, fromjson=_fromjson, b64encode=_b64encode, b64decode=_b64decode)
     return env
 

@@ -22,7 +22,9 @@ The tool never creates or closes the client: the runtime owns it (one pool for e
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, ClassVar, Mapping
 
 import httpx
@@ -33,6 +35,8 @@ from noetl.tools._base import ToolContext
 __all__ = ["HttpTool"]
 
 DEFAULT_TIMEOUT = 30.0
+#: Largest response body read (64 MiB): beyond it the call fails instead of exhausting memory.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 #: The part of an error body kept in the error record: enough for an API's error object, small
 #: enough that a server returning a whole HTML page cannot bloat events and status objects.
@@ -69,7 +73,7 @@ class HttpTool:
             "params": _params(config.get("params"), step=ctx.step),
             "headers": headers,
             "timeout": httpx.Timeout(timeout),
-            "follow_redirects": bool(config.get("follow_redirects", True)),
+            "follow_redirects": _flag(config.get("follow_redirects", True)),
         }
         data = config.get("data")
         if method in _NO_BODY_METHODS and isinstance(data, Mapping) and config.get("payload") is None \
@@ -82,8 +86,25 @@ class HttpTool:
         else:
             request.update(_body(config, headers))
 
+        max_bytes = int(_number(config.get("max_response_bytes"), None, DEFAULT_MAX_RESPONSE_BYTES))
+        started = time.monotonic()
         try:
-            response = await ctx.http.request(method, url, **request)
+            # The timeout bounds the whole exchange (httpx's bounds each read, so a server trickling
+            # a huge body would never time out), and the body is read up to max_bytes.
+            async with asyncio.timeout(timeout):
+                async with ctx.http.stream(method, url, **request) as streamed:
+                    body = bytearray()
+                    async for chunk in streamed.aiter_bytes():
+                        body += chunk
+                        if len(body) > max_bytes:
+                            raise ToolError("ResponseTooLarge",
+                                            f"{method} {url}: the response body exceeds {max_bytes} bytes; "
+                                            "raise the tool's `max_response_bytes` or fetch less")
+            response = httpx.Response(streamed.status_code, headers=streamed.headers, content=bytes(body),
+                                      request=streamed.request, extensions=streamed.extensions)
+        except TimeoutError:
+            raise ToolError("Timeout", f"{method} {url}: no complete response within {timeout:g}s; "
+                                       "raise the tool's `timeout:` or add a retry rule") from None
         except httpx.TimeoutException as exc:
             phase = next((p for t, p in _TIMEOUTS.items() if isinstance(exc, t)), "waiting")
             raise ToolError("Timeout", f"{method} {url}: timed out after {timeout:g}s while {phase}; "
@@ -112,7 +133,7 @@ class HttpTool:
             "headers": dict(response.headers),
             "data": data,
             "url": str(response.url),
-            "elapsed": response.elapsed.total_seconds(),
+            "elapsed": round(time.monotonic() - started, 6),
         }
 
 
@@ -200,3 +221,10 @@ def _capped(data: Any) -> Any:
     if len(text) <= MAX_ERROR_BODY_CHARS:
         return data
     return cap(text, MAX_ERROR_BODY_CHARS)
+
+
+def _flag(value: Any) -> bool:
+    """A boolean option that may arrive as a string from a template (`"false"` means False)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "off", "none", "null")
+    return bool(value)

@@ -31,8 +31,10 @@ import os
 import subprocess
 import sys
 import threading
+import weakref
 from typing import Any, Callable, ClassVar, TypeVar
 
+from noetl._redaction import redact, secret_strings
 from noetl.errors import ToolError
 from noetl.tools._base import ToolContext
 
@@ -140,6 +142,9 @@ class _Child:
             if received.endswith(b"\n"):  # the child writes exactly one line per request
                 try:
                     settle(json.loads(received), None)
+                except RecursionError:
+                    settle(None, ToolError("NonJSONResult", "the result is nested too deeply to be JSON "
+                                                            "(more than about 900 levels)"))
                 except ValueError as exc:
                     settle(None, _ChildDied(f"unreadable reply: {exc}"))
 
@@ -192,11 +197,16 @@ def _exit_code(child: _Child) -> int | None:
 class PythonProcessPool:
     """Reusable child interpreters for the python tool; safe to share across threads and loops."""
 
-    def __init__(self, *, max_idle: int | None = None) -> None:
-        #: Idle children kept; more may run at once (one per concurrent call), extras are stopped.
-        #: 8: enough to serve a parallel loop's steady state without re-spawning, while idle
-        #: interpreters (~10 MiB each) stay cheap.
-        self.max_idle = max_idle if max_idle is not None else 8
+    def __init__(self, *, max_idle: int | None = None, max_children: int | None = None) -> None:
+        #: At most this many calls run at once (one child each); more wait for a free child. 16 is
+        #: the default `max_in_flight` of a parallel loop. Without a cap a 64-wide loop started a
+        #: new interpreter (~150 ms) for nearly every call and ran 8x slower than sequentially.
+        self.max_children = max_children if max_children is not None else 16
+        #: Idle children kept (~10 MiB each) so the next calls do not pay the start-up.
+        self.max_idle = max_idle if max_idle is not None else self.max_children
+        # one gate per event loop (a Semaphore belongs to the loop it was first used in)
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+            weakref.WeakKeyDictionary()
         self._idle: list[_Child] = []
         self._all: set[_Child] = set()
         self._lock = threading.Lock()
@@ -247,8 +257,20 @@ class PythonProcessPool:
 
     # -- calls -------------------------------------------------------------------------------
     async def run(self, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
-        """Run one request in a child; returns the child's reply. Raises ToolError on timeout/death."""
+        """Run one request in a child; returns the child's reply. Raises ToolError on timeout/death.
+
+        Waits for a free child first when ``max_children`` calls are already running (the timeout
+        counts from when a child takes the call).
+        """
         loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self.max_children)
+        async with gate:
+            return await self._run(loop, request, timeout=timeout)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, request: dict[str, Any], *, timeout: float
+                   ) -> dict[str, Any]:
         payload = json.dumps(request, default=str).encode("utf-8") + b"\n"
         child = self._take_idle()
         if child is None:
@@ -269,6 +291,9 @@ class PythonProcessPool:
                                        "Raise the tool's `timeout:` or make the code faster")
         try:
             reply = future.result()
+        except ToolError:
+            self._discard(child)  # its reply was unusable; do not hand it to the next call
+            raise
         except _ChildDied:
             code = await _in_thread(loop, _exit_code, child)
             self._discard(child)
@@ -352,7 +377,9 @@ class PythonTool:
             raise ToolError(record["type"], f"{label}: python code {record['message']}") from None
         printed = reply.get("stdout")
         if printed:
-            log.info("%s printed:\n%s", label, printed.rstrip("\n"))
+            # what user code prints goes to logs: mask the credential like every reported value
+            text = redact(printed.rstrip("\n"), secret_strings(ctx.credential)) if ctx.credential else printed
+            log.info("%s printed:\n%s", label, text.rstrip("\n"))
         if reply.get("ok"):
             return reply.get("result")
         error = reply.get("error") or {}

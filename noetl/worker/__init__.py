@@ -17,7 +17,7 @@ from noetl.worker._credentials import (
     load_credentials_file,
 )
 from noetl.worker._executing import WorkerRuntime, create_http_client, execute
-from noetl.worker._redacting import redact, secret_strings
+from noetl._redaction import redact, secret_strings
 
 __all__ = [
     "ChainedCredentials",

@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Mapping, Protocol, Sequence
 
 import yaml
 
+from noetl.dsl._yaml import load as load_yaml
 from noetl.errors import NoetlError, ToolError
 
 __all__ = [
@@ -104,10 +105,14 @@ class EnvironmentCredentials:
         raw = self._environ.get(var)
         if raw is None:
             raise _not_found(name, [self.describe_for(name)])
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
+        # Only JSON objects and arrays are parsed: a token such as `1e5` or `true` must stay the
+        # string it is, not become a number or a boolean.
+        if raw.lstrip()[:1] in ("{", "["):
+            try:
+                return json.loads(raw)
+            except ValueError:
+                pass
+        return raw
 
     def describe_for(self, name: str) -> str:
         return f"environment variable {env_var_name(name)} (not set)"
@@ -151,8 +156,10 @@ def load_credentials_file(path: str | os.PathLike[str]) -> MappingCredentials:
         raise CredentialsFileError(f"{path}: credentials file not found; check the path given to --credentials") from None
     except OSError as exc:
         raise CredentialsFileError(f"{path}: cannot read credentials file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CredentialsFileError(f"{path}: credentials file is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path

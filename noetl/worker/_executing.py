@@ -30,7 +30,7 @@ from noetl.errors import ToolError, error_record
 from noetl.templating import render
 from noetl.tools import RunPlaybookFn, Tool, ToolContext, aclose_tools, default_tools
 from noetl.worker._credentials import CredentialSource, EnvironmentCredentials
-from noetl.worker._redacting import redact, secret_strings
+from noetl._redaction import redact, secret_strings
 
 __all__ = ["WorkerRuntime", "create_http_client", "execute"]
 

@@ -159,3 +159,29 @@ def test_sandbox_escape_is_refused_at_run_time(tmp_path: Path) -> None:
           args: {x: "{{ ''.__class__.__mro__[1].__subclasses__() }}"}
         """)
     assert "sandbox" in summary["error"]["message"]
+
+
+@pytest.mark.parametrize("content,expected", [
+    (HEAD.encode() + b"workflow:\n- step: start\n  args: {x: &a [*a]}\n", "recursive alias"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary", "not UTF-8 text"),
+    (HEAD.encode() + b"workflow: 5\n", "'workflow' must be a list of steps"),
+    (HEAD.encode() + b"workflow:\n- step: start\n  args: {x: " + b"[" * 3000 + b"]" * 3000 + b"}\n",
+     "nesting too deep"),
+], ids=["recursive-alias", "binary", "workflow-not-a-list", "deep-nesting"])
+def test_broken_documents_are_usage_errors_not_crashes(tmp_path: Path, content: bytes, expected: str) -> None:
+    # Regression: each of these was an "internal error" (exit 1) instead of a located problem.
+    path = tmp_path / "pb.yaml"
+    path.write_bytes(content)
+    for command in ("validate", "run"):
+        out = noetl(command, str(path))
+        assert out.code == 2, out
+        assert expected in out.stdout + out.stderr, out
+        no_traceback(out)
+
+
+def test_unquoted_dates_stay_strings(tmp_path: Path) -> None:
+    # Regression: YAML turned 2024-02-02 into a date, which no step could pass on (NonJSONResult).
+    out = noetl("run", str(write(tmp_path, "workflow:\n- step: start\n  args: {d: 2024-02-02}\n")),
+                "--set", "when=2001-01-01", "--output", "json")
+    assert out.code == 0, out
+    assert out.json["result"] == {"d": "2024-02-02"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -218,3 +217,15 @@ def test_schema_errors_do_not_hide_reference_errors() -> None:
         """)
     assert [o.split(": ", 1)[0] for o in out] == ["pb.yaml:6", "pb.yaml:7", "pb.yaml:9", "pb.yaml:10"]
     assert "did you mean 'fetch'" in out[1] and "known tasks: t1" in out[3]
+
+
+def test_a_workbook_entry_cannot_be_a_workbook_task() -> None:
+    out = problems("""
+        workbook:
+        - name: a
+          tool: {kind: workbook, task: a}
+        workflow:
+        - step: start
+          tool: {kind: workbook, task: a}
+        """)
+    assert len(out) == 1 and "cannot itself be a workbook task" in out[0]

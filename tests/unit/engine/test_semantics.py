@@ -796,3 +796,42 @@ def test_a_handled_failed_loop_keeps_its_result_under_its_name() -> None:
     assert run.status == "succeeded"
     assert run.summary["result"] == {"failed": 1}
     assert run.summary["steps"]["start"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("template", ["{{ 9 ** 999999999 }}", "{{ 'a' * 10**9 }}", "{{ [1] * 10**9 }}",
+                                      "{{ (10 ** 9000) ** 9000 }}", "{{ lipsum(n=10**6) }}"])
+def test_resource_exhausting_templates_are_refused_quickly(template: str) -> None:
+    # Regression: constant folding at compile time and unbounded * / ** hung validate and run.
+    from noetl.dsl import parse_playbook
+
+    parse_playbook("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: t}\n"
+                   f"workflow:\n- step: start\n  args: {{v: \"{template}\"}}\n")
+    run = drive(f"""
+        workflow:
+        - step: start
+          args: {{v: "{template}"}}
+        """)
+    assert run.status == "failed" and run.summary["error"]["type"] == "TemplateError"
+
+
+def test_workload_overrides_are_data_not_templates() -> None:
+    # Regression: a child playbook's args (possibly a tool's response) were rendered as templates.
+    run = drive("""
+        workload: {own: "{{ job.uuid }}"}
+        workflow:
+        - step: start
+          args: {given: "{{ workload.given }}", own: "{{ workload.own }}"}
+        """, workload={"given": "{{ 7 * 7 }}"})
+    assert run.calls("start")[0].args == {"given": "{{ 7 * 7 }}", "own": "ex"}
+
+
+def test_undefined_name_in_structural_next_args_fails_the_workflow_cleanly() -> None:
+    # Regression: the TemplateError escaped the engine instead of failing the run.
+    run = drive("""
+        workflow:
+        - step: start
+          next: [{step: b, args: {x: "{{ nope }}"}}]
+        - step: b
+        """)
+    assert run.status == "failed"
+    assert run.summary["error"]["step"] == "start" and "nope" in run.summary["error"]["message"]

@@ -149,3 +149,18 @@ def test_get_data_mapping_becomes_query_params(http_server: LocalHTTPServer) -> 
     req = http_server.requests_to("/g")[0]
     assert req.query == {"q": ["x"], "page": ["2"]} and req.body == b""
 
+
+
+def test_a_body_over_max_response_bytes_fails_instead_of_filling_memory(http_server: LocalHTTPServer) -> None:
+    # Regression: a 300 MB body was read whole (2.2 GB peak RSS) and its timeout never fired.
+    http_server.route("/big", text="x" * 5000)
+    error = call_tool_error(HttpTool(), {"endpoint": http_server.url("/big"), "max_response_bytes": 1000})
+    assert error["type"] == "ResponseTooLarge" and "1000 bytes" in error["message"]
+
+
+def test_follow_redirects_accepts_the_string_false(http_server: LocalHTTPServer) -> None:
+    http_server.route("/moved", status=302, headers={"Location": "/target"}, text="")
+    http_server.route("/target", json={"ok": True})
+    error = call_tool_error(HttpTool(), {"endpoint": http_server.url("/moved"), "follow_redirects": "false"})
+    assert error["status"] == 302
+    assert call_tool(HttpTool(), {"endpoint": http_server.url("/moved")})["data"] == {"ok": True}

@@ -138,3 +138,11 @@ def test_connection_locating_fields_are_not_masked_but_secrets_are() -> None:
     secrets = secret_strings(cred)
     assert sorted(secrets) == ["key-123456", "pw-s3cret"]
     assert redact({"row": "noetl@db.internal/warehouse pw-s3cret"}, secrets) == {"row": "noetl@db.internal/warehouse ***"}
+
+
+def test_numbers_and_url_encoded_forms_of_secrets_are_masked() -> None:
+    # Regression: a numeric PIN and `p@ss word` sent in a query string (p%40ss+word) leaked.
+    secrets = secret_strings({"pin": 98765432, "token": "p@ss word/+&="})
+    masked = redact({"url": "http://h/x?q=p%40ss+word%2F%2B%26%3D&pin=98765432",
+                     "path": "/p%40ss%20word%2F%2B%26%3D"}, secrets)
+    assert masked == {"url": "http://h/x?q=***&pin=***", "path": "/***"}

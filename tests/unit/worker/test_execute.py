@@ -227,3 +227,13 @@ def test_python_tool_receives_a_credential_through_deferred_args() -> None:
                            auth="openai", deferred={"args.token": "{{ secret.openai }}"})
     event = run(command)
     assert event.error is None and event.response == [len(TOKEN), 2]
+
+
+def test_what_python_code_prints_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    # Regression: printed output went to the logs (and `noetl run`'s stderr) unmasked.
+    command = make_command({"kind": "python", "code": "def main(t):\n    print('token is', t)\n    return 1",
+                            "args": {"t": None}}, auth="openai", deferred={"args.t": "{{ secret.openai }}"})
+    with caplog.at_level("INFO", logger="noetl.tools.python"):
+        event = run(command)
+    assert event.error is None
+    assert "token is ***" in caplog.text and TOKEN not in caplog.text

@@ -1,6 +1,7 @@
 """Redaction of credential values from everything a worker reports (DESIGN §3.9).
 
-Every string leaf of the resolved credential of 4 characters or more is a secret, except the values
+Every string (or number) leaf of the resolved credential of 4 characters or more is a secret, as
+are its URL-encoded forms, except the values
 of fields that only say *where* to connect (``host``, ``port``, ``user``, ``dbname``, ... see
 ``PUBLIC_FIELDS``); the password inside a DSN (URI ``user:password@`` or ``password=...`` conninfo)
 is a secret wherever it appears. Every occurrence of a secret in a reported value -- inside longer
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 __all__ = ["MASK", "MIN_SECRET_CHARS", "PUBLIC_FIELDS", "redact", "secret_strings"]
 
@@ -32,7 +33,11 @@ PUBLIC_FIELDS = frozenset({"host", "hostname", "port", "user", "username", "dbna
 
 
 def _leaves(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):  # a PIN or numeric key is as secret as a string
+        yield str(value)
+    elif isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for key, item in value.items():
@@ -64,11 +69,11 @@ def secret_strings(credential: Any) -> list[str]:
     """The strings to hide for ``credential``, longest first (so overlapping secrets mask fully)."""
     found: set[str] = set()
     for leaf in _leaves(credential):
-        if len(leaf) >= MIN_SECRET_CHARS:
-            found.add(leaf)
-        for password in _embedded_passwords(leaf):
-            if len(password) >= MIN_SECRET_CHARS:
-                found.add(password)
+        candidates = [leaf, *_embedded_passwords(leaf)]
+        for secret in candidates:
+            if len(secret) >= MIN_SECRET_CHARS:
+                # as sent in a URL query or path, where `p@ss word` travels as `p%40ss+word`
+                found.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
     return sorted(found, key=len, reverse=True)
 
 
