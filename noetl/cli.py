@@ -13,7 +13,6 @@ import os
 import sys
 from typing import Any, Sequence
 
-import yaml
 
 from noetl._options import UsageError, _env, _load_yaml_map, parse_set
 from noetl.errors import NoetlError, PlaybookError
@@ -134,9 +133,10 @@ def _print_text_summary(summary: dict[str, Any]) -> None:
 
 def cmd_manifest(args: argparse.Namespace) -> int:
     from noetl.dsl import load_playbook, to_manifest
+    from noetl.dsl._yaml import dump_all
 
     docs = [to_manifest(load_playbook(f), namespace=args.namespace) for f in args.files]
-    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True))
+    sys.stdout.write(dump_all(docs))
     return EXIT_OK
 
 

@@ -23,7 +23,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            # only plain values: kopf attaches its whole settings object to some records
+            if key not in _STANDARD and not key.startswith("_") and isinstance(value, (str, int, float, bool)):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)

@@ -382,7 +382,10 @@ class ExecutionController:
                             "command": ["noetl", "worker", "--job"], "env": env,
                             "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                                 "capabilities": {"drop": ["ALL"]}},
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                         }],
+                        # the root filesystem is read-only; python children and tools need a /tmp
+                        "volumes": [{"name": "tmp", "emptyDir": {}}],
                     },
                 },
             },

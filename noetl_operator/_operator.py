@@ -106,6 +106,9 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False
+        # We watch exactly the namespaces given (or all): no need to list Namespaces or watch CRDs,
+        # which a namespaced install deliberately does not grant.
+        settings.scanning.disabled = True
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.batching.batch_window = 0.05  # coalesce bursts of inbox patches into one round

@@ -26,6 +26,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.helpers.cluster import control_plane, kube, namespace  # noqa: F401 - fixtures for every folder
 from tests.helpers.httpserver import LocalHTTPServer, free_port
 
 _PG_SUPERUSER = "noetl"

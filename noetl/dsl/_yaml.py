@@ -37,3 +37,28 @@ def load(text: str | bytes) -> Any:
         return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
     except RecursionError:
         raise yaml.YAMLError("nested too deeply (or a recursive alias such as `x: &a [*a]`)") from None
+
+
+#: Plain scalars that YAML 1.1 parsers (kubectl's among them) read as booleans, though YAML 1.2
+#: and PyYAML read `y`/`n` as strings: always quoted when we write YAML.
+_AMBIGUOUS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false"})
+
+
+class Dumper(yaml.SafeDumper):
+    """Safe dumper that quotes strings other YAML readers would take for booleans (`n: 3` became
+    `"false": 3` once kubectl had read a manifest), and keeps block style for multi-line code."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if value.lower() in _AMBIGUOUS:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+Dumper.add_representer(str, _represent_str)
+
+
+def dump_all(documents: list[Any]) -> str:
+    return yaml.dump_all(documents, Dumper=Dumper, sort_keys=False, allow_unicode=True)

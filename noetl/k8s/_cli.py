@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-import yaml
 
+from noetl.dsl._yaml import dump_all
 from noetl.errors import NoetlError
 from noetl.k8s import _resources as res
 from noetl.k8s._errors import ApiError, Conflict, Gone, NotFound, api_error
@@ -559,7 +559,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     if output == "json":
         print(json.dumps(data, indent=2, default=str))
     elif output == "yaml":
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        sys.stdout.write(dump_all([data]))
     elif name is None:
         _print_table(kind, data.get("items") or [], cluster.namespace)
     elif kind == res.EXECUTIONS:

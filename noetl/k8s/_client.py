@@ -325,7 +325,8 @@ class KubeClient:
         return await self.get_object("leases", ns, name)
 
     async def create_or_renew_lease(self, ns: str, name: str, holder: str, duration_seconds: int,
-                                    labels: Mapping[str, str] | None = None) -> Obj:
+                                    labels: Mapping[str, str] | None = None,
+                                    owner: Mapping[str, Any] | None = None) -> Obj:
         """Renew ``name`` for ``holder`` (one merge patch), creating it the first time.
 
         Renewal comes first because it is what happens every few seconds; creation once per
@@ -340,6 +341,8 @@ class KubeClient:
         body: Obj = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                      "metadata": {"name": name, "namespace": ns, "labels": dict(labels or {})},
                      "spec": {**spec, "acquireTime": now}}
+        if owner is not None:  # e.g. the worker's pod: garbage collection removes a Lease left behind
+            body["metadata"]["ownerReferences"] = [dict(owner)]
         try:
             return await self.create_object("leases", ns, body)
         except Conflict:  # created meanwhile (a restarted process with the same identity): renew it

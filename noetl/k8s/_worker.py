@@ -356,7 +356,7 @@ class Worker:
     async def _renew_lease(self) -> None:
         labels = {LABEL_WORKER: "true", LABEL_PART_OF: "noetl", LABEL_COMPONENT: "worker"}
         await self.client.create_or_renew_lease(self.lease_namespace, self.lease, self.identity,
-                                                LEASE_DURATION_SECONDS, labels)
+                                                LEASE_DURATION_SECONDS, labels, owner=_pod_owner(self.identity))
 
     async def _lease_loop(self) -> None:
         while True:
@@ -590,3 +590,12 @@ async def run_job_command(*, command: str | None = None, command_file: str | Non
             await base.aclose()
         if owned:
             await kube.aclose()
+
+
+def _pod_owner(pod_name: str) -> dict[str, Any] | None:
+    """An ownerReference to this worker's own pod (env POD_UID, set by the chart from the downward
+    API), so a Lease a killed worker could not delete is garbage-collected with its pod."""
+    uid = os.environ.get("POD_UID")
+    if not uid:
+        return None
+    return {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": uid}

@@ -91,7 +91,7 @@ class _Child:
         # start_new_session: a Ctrl-C in the terminal reaches the runner, which then stops the
         # children itself, instead of tearing user code down mid-call in every child.
         self.proc = subprocess.Popen(
-            [sys.executable, _CHILD_SCRIPT],
+            [sys.executable, _CHILD_SCRIPT, str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
             start_new_session=True, close_fds=True,
         )

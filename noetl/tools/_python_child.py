@@ -207,5 +207,26 @@ def serve() -> None:
         proto_out.write(data.encode("utf-8") + b"\n")
 
 
+def die_with_parent(parent: int) -> None:
+    """Exit when the process that started us dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``).
+
+    Children run in their own session (so a terminal's Ctrl-C reaches only noetl, which stops them
+    in order); without this, a killed noetl or worker would leave user code running on its own,
+    and its side effects would happen twice once the command is retried elsewhere.
+    """
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the parent's own clean-up still stops us on a normal exit
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        die_with_parent(int(sys.argv[1]))
     serve()

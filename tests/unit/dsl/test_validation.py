@@ -229,3 +229,12 @@ def test_a_workbook_entry_cannot_be_a_workbook_task() -> None:
           tool: {kind: workbook, task: a}
         """)
     assert len(out) == 1 and "cannot itself be a workbook task" in out[0]
+
+
+def test_manifest_quotes_keys_that_yaml_1_1_reads_as_booleans() -> None:
+    # Regression: `n: 3` in a workload reached the cluster as `"false": 3` (kubectl reads YAML 1.1).
+    from noetl.dsl._yaml import dump_all
+
+    parsed = parse_playbook(HEAD + "workload: {n: 3, y: yes, 'on': x}\nworkflow:\n- step: start\n")
+    text = dump_all([to_manifest(parsed)])
+    assert '"n": 3' in text and '"y": true' in text and '"on": x' in text

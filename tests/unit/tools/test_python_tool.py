@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -167,3 +167,41 @@ def test_closed_pool_stops_children() -> None:
     pool.close()
     assert all(not c.alive for c in children)
     assert call_tool_error(PythonTool(pool), {"code": "result = 3"})["type"] == "PoolClosed"
+
+
+def test_children_die_with_the_process_that_started_them(tmp_path: Any) -> None:
+    # Regression: a SIGKILLed worker left its python child running the user's code, whose side
+    # effects then happened twice when the command was run again.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    marker = tmp_path / "child.pid"
+    user_code = f"def main():\n    import os, time\n    open({str(marker)!r}, 'w').write(str(os.getpid()))\n" \
+                "    time.sleep(60)\n"
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import asyncio
+        from noetl.tools import PythonProcessPool, PythonTool
+        from tests.helpers.tools import acall_tool
+        asyncio.run(acall_tool(PythonTool(PythonProcessPool()), {{"code": {user_code!r}, "timeout": 120}}))
+        """))
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": "."})
+    deadline = time.monotonic() + 30
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the python child outlived its killed parent")
