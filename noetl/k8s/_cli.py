@@ -23,6 +23,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -108,6 +109,8 @@ def connect(*, kubeconfig: str | None, namespace: str | None) -> Cluster:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             namespace = namespace or _incluster_namespace()
         else:
+            # KUBECONFIG is read now, not at import time (the client library reads it once, on import)
+            kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
             config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, client_configuration=cfg, persist_config=False)
             namespace = namespace or _context_namespace(kubeconfig)
@@ -330,26 +333,43 @@ def _finished(obj: Obj) -> bool:
     return _phase(obj) in {p.value for p in res.Phase if p.finished}
 
 
+#: Seconds without any status before `--watch` says that nothing seems to reconcile Executions.
+PENDING_HINT_SECONDS = 20
+
+
 def watch_execution(cluster: Cluster, name: str, *, bar: ProgressBar) -> Obj:
-    """Follow one Execution until its phase is finished; returns the last object seen."""
+    """Follow one Execution until its phase is finished; returns the last object seen.
+
+    When nothing has written any status after PENDING_HINT_SECONDS, says once that the operator
+    may not be running (the usual reason an Execution never moves).
+    """
     obj: Obj = _objects(cluster, res.EXECUTIONS, name)
     bar.update(obj)
+    started, hinted = time.monotonic(), False
     try:
         while not _finished(obj):
-            for event_obj in _stream(cluster, name, obj["metadata"]["resourceVersion"]):
+            waiting = not obj.get("status")
+            timeout = max(1, int(PENDING_HINT_SECONDS - (time.monotonic() - started))) if waiting and not hinted \
+                else 60
+            for event_obj in _stream(cluster, name, obj["metadata"]["resourceVersion"], timeout=timeout):
                 obj = event_obj
                 bar.update(obj)
-                if _finished(obj):
+                if _finished(obj) or (not hinted and not obj.get("status")):
                     break
             else:
                 obj = _objects(cluster, res.EXECUTIONS, name)  # watch ended (timeout or 410): re-read
                 bar.update(obj)
+            if not hinted and not obj.get("status") and time.monotonic() - started >= PENDING_HINT_SECONDS:
+                hinted = True
+                bar.stream.write(f"no status after {PENDING_HINT_SECONDS}s: is the NoETL operator running? "
+                                 "(kubectl get pods -l app.kubernetes.io/component=operator -A)\n")
+                bar.stream.flush()
     finally:
         bar.close()
     return obj
 
 
-def _stream(cluster: Cluster, name: str, resource_version: str) -> Iterator[Obj]:
+def _stream(cluster: Cluster, name: str, resource_version: str, *, timeout: int = 60) -> Iterator[Obj]:
     """Objects from a watch on one Execution; returns when the server ends the watch.
     Raises a usage error when the Execution is deleted while we watch."""
     from kubernetes import watch
@@ -357,7 +377,7 @@ def _stream(cluster: Cluster, name: str, resource_version: str) -> Iterator[Obj]
     w = watch.Watch()  # type: ignore[no-untyped-call]
     stream = w.stream(  # type: ignore[no-untyped-call]
         cluster.custom.list_namespaced_custom_object, res.GROUP, res.VERSION, cluster.namespace, res.EXECUTIONS,
-        field_selector=f"metadata.name={name}", resource_version=resource_version, timeout_seconds=60)
+        field_selector=f"metadata.name={name}", resource_version=resource_version, timeout_seconds=timeout)
     try:
         while True:
             try:

@@ -40,7 +40,9 @@ def load_configuration(kubeconfig: str | None = None, *, pool_size: int) -> k8s_
             token_filename=str(sa / "token"), cert_filename=str(sa / "ca.crt"))  # type: ignore[no-untyped-call]
         loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
     else:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)  # type: ignore[no-untyped-call]
+        # KUBECONFIG is read now: the client library reads it once, when it is first imported.
+        config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
+        k8s_config.load_kube_config(config_file=config_file, client_configuration=cfg, persist_config=False)  # type: ignore[no-untyped-call]
     # One connection per worker thread, so concurrent calls never wait for a socket.
     cfg.connection_pool_maxsize = pool_size
     return cfg

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jinja2
 from jinja2 import meta
@@ -192,24 +193,13 @@ class Renderer:
         """Render one string strictly: native value for a single expression, else a string."""
         if not is_template(source):
             return source
-        try:
+        with _template_errors(where):
             m = _SINGLE_EXPR.match(source)
             if m:
-                value = self._compile_expr(m.group("expr"), False)(context)
-                if isinstance(value, jinja2.Undefined):
-                    value._fail_with_undefined_error()
-                return value
+                return _defined(self._compile_expr(m.group("expr"), False)(context))
             template = self._compile_text(source)
             ctx = template.new_context(self._prepared(context), shared=True)
             return template.environment.concat(template.root_render_func(ctx))
-        except TemplateError as exc:
-            raise TemplateError(exc.detail, where=where) from None
-        except jinja2.UndefinedError as exc:
-            raise TemplateError(_undefined_message(exc), where=where) from None
-        except SecurityError as exc:
-            raise TemplateError(f"refused by the template sandbox: {exc}", where=where) from None
-        except Exception as exc:  # noqa: BLE001 - any error inside user expressions is a template error
-            raise TemplateError(f"{type(exc).__name__}: {exc}", where=where) from None
 
     def render_value(self, value: Any, context: Mapping[str, Any], *, where: str = "") -> Any:
         """Render every template inside ``value`` (recursively through dicts and lists)."""
@@ -224,19 +214,8 @@ class Renderer:
 
     def evaluate(self, expr: str, context: Mapping[str, Any], *, where: str = "") -> Any:
         """Evaluate an expression written with or without ``{{ }}`` (``collect.from``, ``result.from``)."""
-        try:
-            value = self._compile_expr(_strip_braces(expr), False)(context)
-            if isinstance(value, jinja2.Undefined):
-                value._fail_with_undefined_error()
-            return value
-        except TemplateError as exc:
-            raise TemplateError(exc.detail, where=where) from None
-        except jinja2.UndefinedError as exc:
-            raise TemplateError(_undefined_message(exc), where=where) from None
-        except SecurityError as exc:
-            raise TemplateError(f"refused by the template sandbox: {exc}", where=where) from None
-        except Exception as exc:  # noqa: BLE001
-            raise TemplateError(f"{type(exc).__name__}: {exc}", where=where) from None
+        with _template_errors(where):
+            return _defined(self._compile_expr(_strip_braces(expr), False)(context))
 
     def test(self, condition: str, context: Mapping[str, Any], *, where: str = "") -> bool:
         """Evaluate a ``when`` leniently: undefined names are falsy.
@@ -260,6 +239,28 @@ class Renderer:
             # `when: "{{ x }}"` rendered as text in other engines; treat the usual spellings of false.
             return value.strip().lower() not in ("", "false", "0", "none", "null", "no")
         return bool(value)
+
+
+def _defined(value: Any) -> Any:
+    """A strict single expression must not evaluate to Undefined (e.g. ``{{ x.missing }}``)."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+@contextlib.contextmanager
+def _template_errors(where: str) -> Iterator[None]:
+    """Turn whatever a strict render raises into one TemplateError naming ``where``."""
+    try:
+        yield
+    except TemplateError as exc:
+        raise TemplateError(exc.detail, where=where) from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(_undefined_message(exc), where=where) from None
+    except SecurityError as exc:
+        raise TemplateError(f"refused by the template sandbox: {exc}", where=where) from None
+    except Exception as exc:  # noqa: BLE001 - any error inside user expressions is a template error
+        raise TemplateError(f"{type(exc).__name__}: {exc}", where=where) from None
 
 
 def _undefined_message(exc: jinja2.UndefinedError) -> str:
