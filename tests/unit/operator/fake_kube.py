@@ -91,8 +91,9 @@ class FakeKube:
         except KeyError:
             raise NotFound(404, "NotFound", f"{kind} {name} not found") from None
 
-    async def patch_status(self, kind: str, ns: str, name: str, patch: dict[str, Any], *,
-                           resource_version: str | None = None) -> dict[str, Any]:
+    def _guarded_write(self, kind: str, ns: str, name: str, resource_version: str | None,
+                       change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """What both patch flavours share: hooks, 404, the resourceVersion guard, a new version."""
         if self.before_patch is not None:
             self.before_patch(kind, ns, name)
         key = (kind, ns, name)
@@ -101,31 +102,27 @@ class FakeKube:
         current = self.objects[key]
         if resource_version is not None and current["metadata"]["resourceVersion"] != resource_version:
             raise Conflict(409, "Conflict", "the object has been modified")
-        updated = merge_patch(current, {"status": patch.get("status")})
+        updated = change(current)
         updated["metadata"]["resourceVersion"] = str(next(self._rv))
         json.dumps(updated)  # everything written must be JSON
         self.objects[key] = updated
         self.status_writes += 1
         return copy.deepcopy(updated)
 
+    async def patch_status(self, kind: str, ns: str, name: str, patch: dict[str, Any], *,
+                           resource_version: str | None = None) -> dict[str, Any]:
+        return self._guarded_write(kind, ns, name, resource_version,
+                                   lambda current: merge_patch(current, {"status": patch.get("status")}))
+
     async def json_patch_status(self, kind: str, ns: str, name: str, operations: list[dict[str, Any]], *,
                                 resource_version: str | None = None) -> dict[str, Any]:
-        if self.before_patch is not None:
-            self.before_patch(kind, ns, name)
-        key = (kind, ns, name)
-        if key not in self.objects:
-            raise NotFound(404, "NotFound", f"{kind} {name} not found")
-        current = self.objects[key]
-        if resource_version is not None and current["metadata"]["resourceVersion"] != resource_version:
-            raise Conflict(409, "Conflict", "the object has been modified")
-        updated = copy.deepcopy(current)
-        for op in operations:
-            apply_operation(updated, op)
-        updated["metadata"]["resourceVersion"] = str(next(self._rv))
-        json.dumps(updated)
-        self.objects[key] = updated
-        self.status_writes += 1
-        return copy.deepcopy(updated)
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            updated = copy.deepcopy(current)
+            for op in operations:
+                apply_operation(updated, op)
+            return updated
+
+        return self._guarded_write(kind, ns, name, resource_version, change)
 
     async def delete_object(self, kind: str, ns: str, name: str) -> None:
         self.objects.pop((kind, ns, name), None)
