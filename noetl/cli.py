@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Modules of the `k8s` extra: a command that needs one says how to install it.
+_K8S_MODULES = frozenset({"kubernetes", "kopf", "urllib3"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -241,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         return 141  # as a shell reports a reader that went away (128 + SIGPIPE)
     except Exception as exc:  # noqa: BLE001 - a bug in noetl: say so without a wall of traceback
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in _K8S_MODULES:
+            print(f"noetl {args.command}: needs the Kubernetes extras (module '{exc.name}' is missing); "
+                  "install them with: pip install -e '.[k8s]'", file=sys.stderr)
+            return EXIT_USAGE
         if os.environ.get("NOETL_DEBUG"):
             raise
         print(f"noetl {args.command}: internal error: {type(exc).__name__}: {exc} "

@@ -185,3 +185,17 @@ def test_unquoted_dates_stay_strings(tmp_path: Path) -> None:
                 "--set", "when=2001-01-01", "--output", "json")
     assert out.code == 0, out
     assert out.json["result"] == {"d": "2024-02-02"}
+
+
+def test_kubernetes_commands_without_the_k8s_extra_say_how_to_install_it() -> None:
+    # Regression: without `kubernetes` installed, `noetl submit` printed an "internal error".
+    import subprocess
+    import sys
+
+    from tests.runner.conftest import EXAMPLES, ROOT
+
+    code = ("import sys; sys.modules['kubernetes'] = None; from noetl.cli import main; "
+            f"sys.exit(main(['submit', {str(EXAMPLES / 'hello_loop.yaml')!r}]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "needs the Kubernetes extras" in out.stderr and "Traceback" not in out.stderr
