@@ -48,7 +48,6 @@ def deep_merge(base: Any, override: Any) -> Any:
 class _Outcome:
     """What the rules decided for one event (the actions that affect control flow)."""
 
-    matched: bool = False
     call: dict[str, Any] | None = None
     retry: Any = None
     next_fired: bool = False
@@ -536,7 +535,6 @@ class Engine:
         rule = self._match(step, context)
         if rule is None:
             return outcome
-        outcome.matched = True
         for then in rule.then:
             self._apply_then(step, act, item, then, context, outcome)
         return outcome

@@ -14,7 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from noetl.k8s._defaults import DEFAULT_CONCURRENCY, GRACE_SECONDS
-from noetl.k8s._logging import configure_json_logging
+from noetl.logs import configure_json_logging
 
 __all__ = ["add_worker_command", "cmd_worker", "main"]
 

@@ -480,15 +480,20 @@ class PodWorker(threading.Thread):
 
     def _kill(self) -> None:
         procs = [c.proc for c in self.inits + self.mains if c.proc is not None and c.proc.poll() is None]
-        for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, 5.0)):
-            for p in procs:
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and any(p.poll() is None for p in procs):
-                time.sleep(0.05)
+        terminate(procs, grace=self.grace, kill_wait=5.0)
+
+
+def terminate(procs: list[subprocess.Popen[bytes]], *, grace: float, kill_wait: float) -> None:
+    """SIGTERM each process group, wait up to ``grace``; then SIGKILL what is left, as a kubelet does."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, kill_wait)):
+        for p in procs:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            time.sleep(0.05)
 
 
 class PodRunner:
@@ -665,15 +670,7 @@ class PodRunner:
         for w in list(self.workers.values()):
             w.stop_event.set()
             procs += [c.proc for c in w.inits + w.mains if c.proc is not None and c.proc.poll() is None]
-        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-            for p in procs:
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and any(p.poll() is None for p in procs):
-                time.sleep(0.05)
+        terminate(procs, grace=3.0, kill_wait=3.0)
         self.api.close()
 
 

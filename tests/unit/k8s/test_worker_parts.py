@@ -15,7 +15,7 @@ import pytest
 
 import noetl.k8s
 from noetl.k8s import ApiError, InboxWriter, NotFound, add_worker_command
-from noetl.k8s._logging import configure_json_logging
+from noetl.logs import configure_json_logging
 from tests.unit.k8s.fakes import FakeClient
 
 
